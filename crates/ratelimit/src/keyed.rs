@@ -354,7 +354,7 @@ where
         }
         if keys.limiters.len() >= keys.sweep_at || keys.limiters.len() >= self.max_keys {
             Self::sweep(&mut keys);
-            keys.sweep_at = (keys.limiters.len() * 2).clamp(FIRST_SWEEP, self.max_keys);
+            keys.sweep_at = (keys.limiters.len() * 2).max(FIRST_SWEEP).min(self.max_keys);
         }
         if keys.limiters.len() >= self.max_keys {
             keys.too_many += 1;
