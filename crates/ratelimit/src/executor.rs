@@ -12,10 +12,10 @@ use std::time::Duration;
 use httpclient_core::ext::PermitWait;
 use httpclient_core::{Driver, Error, Request, Response, async_trait};
 
+use crate::Quota;
 use crate::clock::{Clock, Precision};
 use crate::limiter::{Limiter, LimiterBuilder, Permit, Spacing};
 use crate::stats::LimiterStats;
-use crate::Quota;
 
 const LAYER: &str = "RateLimitedExecutor";
 

@@ -34,12 +34,12 @@ use httpclient_core::{
     ConfigError, Driver, Error, Origin, RateLimitReason, Request, Response, async_trait,
 };
 
+use crate::Quota;
 use crate::clock::{Clock, Precision, TokioClock};
 use crate::executor::InFlight;
-use crate::precise::PreciseTimer;
 use crate::limiter::{Limiter, Spacing};
+use crate::precise::PreciseTimer;
 use crate::stats::LimiterStats;
-use crate::Quota;
 
 const LAYER: &str = "KeyedRateLimitedExecutor";
 const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -354,7 +354,9 @@ where
         }
         if keys.limiters.len() >= keys.sweep_at || keys.limiters.len() >= self.max_keys {
             Self::sweep(&mut keys);
-            keys.sweep_at = (keys.limiters.len() * 2).max(FIRST_SWEEP).min(self.max_keys);
+            keys.sweep_at = (keys.limiters.len() * 2)
+                .max(FIRST_SWEEP)
+                .min(self.max_keys);
         }
         if keys.limiters.len() >= self.max_keys {
             keys.too_many += 1;
@@ -371,7 +373,11 @@ where
                 retry_after,
             });
         }
-        let quota = keys.overrides.get(key).copied().unwrap_or(keys.default_quota);
+        let quota = keys
+            .overrides
+            .get(key)
+            .copied()
+            .unwrap_or(keys.default_quota);
         let limiter = self.template.limiter(quota);
         keys.limiters.insert(key.clone(), limiter.clone());
         keys.peak = keys.peak.max(keys.limiters.len());
@@ -404,7 +410,12 @@ where
         usize::try_from(keys.evicted - before).unwrap_or(usize::MAX)
     }
 
-    async fn run(&self, limiter: &Limiter, request: Request, within: Option<Duration>) -> Result<Response, Error> {
+    async fn run(
+        &self,
+        limiter: &Limiter,
+        request: Request,
+        within: Option<Duration>,
+    ) -> Result<Response, Error> {
         let permit = match within {
             None => limiter.acquire().await?,
             Some(d) if d.is_zero() => limiter.try_acquire()?,
@@ -432,9 +443,18 @@ where
     ///
     /// # Errors
     /// As [`KeyedRateLimitedExecutor::try_execute`], plus `QueueFull`.
-    pub async fn execute_within(&self, request: Request, max_wait: Duration) -> Result<Response, Error> {
+    pub async fn execute_within(
+        &self,
+        request: Request,
+        max_wait: Duration,
+    ) -> Result<Response, Error> {
         let limiter = self.limiter_for(&(self.key_fn)(&request))?;
-        self.run(&limiter, request, Some(max_wait.max(Duration::from_nanos(1)))).await
+        self.run(
+            &limiter,
+            request,
+            Some(max_wait.max(Duration::from_nanos(1))),
+        )
+        .await
     }
 
     /// Set `key`'s quota (kept as an override; applied at once if the key
@@ -474,7 +494,10 @@ where
     /// The quota `key` gets (override or default).
     pub fn quota_for(&self, key: &K) -> Quota {
         let keys = self.lock();
-        keys.overrides.get(key).copied().unwrap_or(keys.default_quota)
+        keys.overrides
+            .get(key)
+            .copied()
+            .unwrap_or(keys.default_quota)
     }
 
     /// Stop every key: waiters wake with [`Error::Stopped`], new requests

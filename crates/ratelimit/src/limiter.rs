@@ -55,11 +55,11 @@ use std::time::Duration;
 
 use httpclient_core::{Error, RateLimitReason};
 
+use crate::Quota;
 use crate::clock::{Clock, Precision, Sleep, TokioClock};
 use crate::precise::{PreciseTimer, TimerKey};
 use crate::state::{Gcra, RateState};
 use crate::stats::{Counters, LimiterStats};
-use crate::Quota;
 
 /// How queued requests are spaced when wake-ups run late. See the
 /// [module docs](self).
@@ -369,7 +369,11 @@ impl LimiterBuilder {
 enum Start {
     Granted(Permit),
     Refused(Error),
-    Queued { id: u64, slot: Arc<Slot>, arrived: u64 },
+    Queued {
+        id: u64,
+        slot: Arc<Slot>,
+        arrived: u64,
+    },
 }
 
 impl Limiter {
@@ -508,9 +512,11 @@ impl Limiter {
     /// A snapshot of the counters.
     pub fn stats(&self) -> LimiterStats {
         let inner = self.shared.lock();
-        inner
-            .stats
-            .snapshot(inner.state.quota(), inner.queue.len(), self.shared.max_queue)
+        inner.stats.snapshot(
+            inner.state.quota(),
+            inner.queue.len(),
+            self.shared.max_queue,
+        )
     }
 
     /// Zero the counters (the peak queue length restarts from the current
@@ -547,10 +553,12 @@ impl Limiter {
     pub(crate) fn idle_at(&self) -> Option<u64> {
         let inner = self.shared.lock();
         let q = inner.state.quota();
-        inner
-            .queue
-            .is_empty()
-            .then(|| inner.state.next_conforming().saturating_add(q.tolerance_nanos()))
+        inner.queue.is_empty().then(|| {
+            inner
+                .state
+                .next_conforming()
+                .saturating_add(q.tolerance_nanos())
+        })
     }
 
     pub(crate) fn strong_count(&self) -> usize {
@@ -817,7 +825,11 @@ impl Future for Acquire<'_> {
                         }
                         let sleep = match &mut w.sleep {
                             Some((d, s)) if *d == deadline => s,
-                            slot => &mut slot.insert((deadline, shared.clock.sleep_until(deadline))).1,
+                            slot => {
+                                &mut slot
+                                    .insert((deadline, shared.clock.sleep_until(deadline)))
+                                    .1
+                            }
                         };
                         if sleep.as_mut().poll(cx).is_ready() {
                             // The timer says the instant has come: look again.

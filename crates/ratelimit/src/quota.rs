@@ -103,7 +103,10 @@ impl Quota {
         }
         let period = per_ns.div_ceil(u128::from(count));
         let period_ns = u64::try_from(period).map_err(|_| {
-            ConfigError::new("per", format!("{per:?} / {count} does not fit in 584 years"))
+            ConfigError::new(
+                "per",
+                format!("{per:?} / {count} does not fit in 584 years"),
+            )
         })?;
         Ok(Quota {
             period_ns,
@@ -260,11 +263,17 @@ mod tests {
     fn periods_are_exact_or_rounded_up() {
         assert_eq!(Quota::per_second(1000).unwrap().period_nanos(), 1_000_000);
         assert_eq!(Quota::per_second(20_000).unwrap().period_nanos(), 50_000);
-        assert_eq!(Quota::per_second(0.2).unwrap().period_nanos(), 5_000_000_000);
+        assert_eq!(
+            Quota::per_second(0.2).unwrap().period_nanos(),
+            5_000_000_000
+        );
         assert_eq!(Quota::per_second(3.0).unwrap().period_nanos(), 333_333_334);
         assert_eq!(Quota::per_second(1e9).unwrap().period_nanos(), 1);
         assert_eq!(Quota::per_minute(60).unwrap().period_nanos(), 1_000_000_000);
-        assert_eq!(Quota::per_hour(1).unwrap().period(), Duration::from_secs(3600));
+        assert_eq!(
+            Quota::per_hour(1).unwrap().period(),
+            Duration::from_secs(3600)
+        );
         let q = Quota::new(3, Duration::from_secs(1)).unwrap();
         assert_eq!(q.period_nanos(), 333_333_334);
         assert!(q.rate_per_second() <= 3.0);
@@ -279,16 +288,37 @@ mod tests {
 
     #[test]
     fn invalid_values_are_config_errors() {
-        for bad in [0.0, -1.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 2e9, 1e-12] {
+        for bad in [
+            0.0,
+            -1.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            2e9,
+            1e-12,
+        ] {
             let e = Quota::per_second(bad).unwrap_err();
             assert_eq!(e.field, "rate", "{bad}: {e}");
         }
-        assert_eq!(Quota::new(0, Duration::from_secs(1)).unwrap_err().field, "count");
+        assert_eq!(
+            Quota::new(0, Duration::from_secs(1)).unwrap_err().field,
+            "count"
+        );
         assert_eq!(Quota::new(1, Duration::ZERO).unwrap_err().field, "per");
-        assert_eq!(Quota::new(10, Duration::from_nanos(5)).unwrap_err().field, "per");
+        assert_eq!(
+            Quota::new(10, Duration::from_nanos(5)).unwrap_err().field,
+            "per"
+        );
         assert_eq!(Quota::new(1, Duration::MAX).unwrap_err().field, "per");
-        assert_eq!(Quota::with_period(Duration::ZERO).unwrap_err().field, "period");
-        assert_eq!(Quota::with_period(Duration::MAX).unwrap_err().field, "period");
+        assert_eq!(
+            Quota::with_period(Duration::ZERO).unwrap_err().field,
+            "period"
+        );
+        assert_eq!(
+            Quota::with_period(Duration::MAX).unwrap_err().field,
+            "period"
+        );
         let q = Quota::per_second(10).unwrap();
         assert_eq!(q.burst(0).unwrap_err().field, "burst");
         let slow = Quota::with_period(Duration::from_secs(100 * 365 * 86_400)).unwrap();
@@ -301,7 +331,10 @@ mod tests {
         assert_eq!(q.burst_size(), 10);
         assert_eq!(q.burst_tolerance(), Duration::from_millis(450));
         assert_eq!(q.max_in_window(Duration::from_secs(1)), 30);
-        assert_eq!(Quota::per_second(5).unwrap().burst_tolerance(), Duration::ZERO);
+        assert_eq!(
+            Quota::per_second(5).unwrap().burst_tolerance(),
+            Duration::ZERO
+        );
         assert_eq!(q.to_string(), "20/s, burst 10");
         assert_eq!(
             Quota::per_second(0.2).unwrap().to_string(),

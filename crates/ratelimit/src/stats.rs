@@ -150,9 +150,9 @@ impl LagAcc {
         // Percentiles never exceed the exact max (the histogram rounds up
         // within its precision).
         let pct = |q: f64| {
-            self.hist.as_ref().map(|h| {
-                Duration::from_nanos(h.value_at_quantile(q).min(self.max_ns))
-            })
+            self.hist
+                .as_ref()
+                .map(|h| Duration::from_nanos(h.value_at_quantile(q).min(self.max_ns)))
         };
         LagStats {
             samples: self.samples,
@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(s.samples, 101);
         assert_eq!(s.max, Duration::from_micros(100));
         let p50 = s.p50.unwrap();
-        assert!(p50 >= Duration::from_micros(49) && p50 <= Duration::from_micros(51), "{p50:?}");
+        assert!(
+            p50 >= Duration::from_micros(49) && p50 <= Duration::from_micros(51),
+            "{p50:?}"
+        );
         let p99 = s.p99.unwrap();
         assert!(p99 >= Duration::from_micros(98), "{p99:?}");
         let light = {

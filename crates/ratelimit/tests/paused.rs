@@ -103,7 +103,11 @@ async fn releases_are_never_early_and_at_most_one_tick_late() {
         let grant = k as u64 * t;
         assert_eq!(p.granted_at(), grant, "grant {k}");
         assert!(released >= grant, "early release {k}");
-        assert!(released - grant <= MS, "release {k} late by {}", released - grant);
+        assert!(
+            released - grant <= MS,
+            "release {k} late by {}",
+            released - grant
+        );
         assert_eq!(p.release_lag(), Duration::from_nanos(released - grant));
     }
     let s = limiter.stats();
@@ -142,9 +146,10 @@ async fn dropped_and_timed_out_waiters_give_their_place_back() {
     // Waiter 5 gives up through its own timeout at 250 ms; waiter 3 is
     // aborted at 50 ms.
     let l = limiter.clone();
-    let timed = tokio::spawn(async move {
-        tokio::time::timeout(Duration::from_millis(250), l.acquire()).await
-    });
+    let timed =
+        tokio::spawn(
+            async move { tokio::time::timeout(Duration::from_millis(250), l.acquire()).await },
+        );
     tokio::time::sleep(Duration::from_millis(50)).await;
     tasks.remove(3).abort();
     settle().await;
@@ -345,10 +350,22 @@ async fn stop_wakes_1000_waiters_and_lets_in_flight_requests_finish() {
     exec.stop();
     for w in waiters {
         let err = w.await.unwrap().unwrap_err();
-        assert!(matches!(err, Error::Stopped { layer: "RateLimitedExecutor" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Stopped {
+                    layer: "RateLimitedExecutor"
+                }
+            ),
+            "{err:?}"
+        );
         assert!(!err.may_have_been_sent());
     }
-    assert_eq!(Instant::now() - t0, Duration::from_millis(500), "woken at once");
+    assert_eq!(
+        Instant::now() - t0,
+        Duration::from_millis(500),
+        "woken at once"
+    );
     // New calls fail at once.
     let err = exec.send("http://api.test/late").await.unwrap_err();
     assert!(matches!(err, Error::Stopped { .. }));
@@ -377,7 +394,10 @@ async fn permit_wait_is_recorded_on_every_response() {
         assert_eq!(pw.total, pw.wait);
     }
     // Chained limiters add up in `total`.
-    let outer = RateLimitedExecutor::new(RateLimitedExecutor::new(MockDriver::new(), q(2.0, 1)), q(4.0, 1));
+    let outer = RateLimitedExecutor::new(
+        RateLimitedExecutor::new(MockDriver::new(), q(2.0, 1)),
+        q(4.0, 1),
+    );
     outer.send("http://api.test/").await.unwrap();
     let r = outer.send("http://api.test/").await.unwrap();
     let pw = r.extensions().get::<PermitWait>().copied().unwrap();
@@ -404,8 +424,17 @@ async fn try_execute_never_waits_and_sends_nothing_when_refused() {
     assert!(err.is_retryable() && !err.may_have_been_sent());
     assert_eq!(mock.call_count(), 1);
     // Driver errors pass through untouched, after the permit was spent.
-    let failing = RateLimitedExecutor::new(MockDriver::new().default_behavior(Behavior::refused()), q(10.0, 1));
-    assert!(failing.send("http://api.test/").await.unwrap_err().is_connect());
+    let failing = RateLimitedExecutor::new(
+        MockDriver::new().default_behavior(Behavior::refused()),
+        q(10.0, 1),
+    );
+    assert!(
+        failing
+            .send("http://api.test/")
+            .await
+            .unwrap_err()
+            .is_connect()
+    );
     assert_eq!(failing.stats().executed, 1);
 }
 
@@ -428,7 +457,10 @@ async fn scheduled_spacing_keeps_the_rate_after_a_late_wake_up() {
         if (1..=5).contains(&k) {
             assert_eq!(*released, 5_500_000, "release {k}");
         } else {
-            assert!(*released >= *grant && *released - *grant <= MS, "release {k}");
+            assert!(
+                *released >= *grant && *released - *grant <= MS,
+                "release {k}"
+            );
         }
     }
     assert!(out[9].1 <= 10 * MS);
@@ -490,9 +522,14 @@ async fn keyed_limits_are_independent_with_overrides() {
         .build();
     let t0 = Instant::now();
     let calls = futures::future::join_all(
-        ["http://a.test/1", "http://b.test/1", "http://a.test/2", "http://b.test/2"]
-            .into_iter()
-            .map(|u| exec.send(u)),
+        [
+            "http://a.test/1",
+            "http://b.test/1",
+            "http://a.test/2",
+            "http://b.test/2",
+        ]
+        .into_iter()
+        .map(|u| exec.send(u)),
     )
     .await;
     assert!(calls.iter().all(Result::is_ok));
@@ -568,15 +605,21 @@ async fn keyed_never_evicts_a_key_with_waiters() {
 
 #[tokio::test(start_paused = true)]
 async fn keyed_custom_key_and_runtime_quota_changes() {
-    let exec = KeyedRateLimitedExecutor::builder_with_key(MockDriver::new(), q(10.0, 1), |r: &Request| {
-        r.headers()
-            .get("x-tenant")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("anonymous")
-            .to_string()
-    })
-    .build();
-    let req = |tenant: &str| Request::get("http://api.test/").header("x-tenant", tenant).build().unwrap();
+    let exec =
+        KeyedRateLimitedExecutor::builder_with_key(MockDriver::new(), q(10.0, 1), |r: &Request| {
+            r.headers()
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("anonymous")
+                .to_string()
+        })
+        .build();
+    let req = |tenant: &str| {
+        Request::get("http://api.test/")
+            .header("x-tenant", tenant)
+            .build()
+            .unwrap()
+    };
     exec.execute(req("t1")).await.unwrap();
     exec.set_quota_for("t1".into(), q(1.0, 1));
     let t = Instant::now();
@@ -590,7 +633,9 @@ async fn keyed_custom_key_and_runtime_quota_changes() {
     exec.stop();
     assert!(matches!(
         exec.execute(req("t3")).await.unwrap_err(),
-        Error::Stopped { layer: "KeyedRateLimitedExecutor" }
+        Error::Stopped {
+            layer: "KeyedRateLimitedExecutor"
+        }
     ));
 }
 
@@ -613,7 +658,10 @@ async fn driver_trait_object_and_connections_are_forwarded() {
     let mock = MockDriver::new().with_connections_opened(Some(7));
     let exec: Arc<dyn Driver> = Arc::new(RateLimitedExecutor::new(mock, q(5.0, 1)));
     assert_eq!(exec.connections_opened(), Some(7));
-    let keyed = KeyedRateLimitedExecutor::new(MockDriver::new().with_connections_opened(Some(3)), q(5.0, 1));
+    let keyed = KeyedRateLimitedExecutor::new(
+        MockDriver::new().with_connections_opened(Some(3)),
+        q(5.0, 1),
+    );
     assert_eq!(keyed.connections_opened(), Some(3));
 }
 
