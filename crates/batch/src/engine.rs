@@ -1,0 +1,672 @@
+//! The one engine behind batches and streams.
+//!
+//! # Why no task per request
+//!
+//! Requests run as futures inside the caller's future (a
+//! `FuturesUnordered` owned by the batch), not as spawned tasks. So:
+//!
+//! * nothing can outlive the batch: dropping the batch future or the stream
+//!   drops every request in it, which closes their connections;
+//! * an empty batch spawns nothing and returns at once;
+//! * inputs are pulled one at a time, only when a worker slot is free, so a
+//!   million-input job holds `O(workers)` requests in memory;
+//! * the per-request cost is one driver future and one worker permit —
+//!   close to a bare `buffered(C)` stream.
+//!
+//! The price, shared with `buffered`/`buffer_unordered`: requests make
+//! progress only while the batch future or the stream is being polled. A
+//! stream consumer that awaits slow work between items stalls the requests
+//! in flight (their own timeouts keep running). Keep per-item work short, or
+//! hand items to another task through a channel.
+//!
+//! # Worker slots
+//!
+//! A request holds a permit of the executor's semaphore from just before it
+//! is handed to the driver until it finishes or is dropped. The semaphore
+//! is fair (FIFO), so concurrent batches on one executor share the limit
+//! instead of multiplying it. An input is built (and rejected, if invalid)
+//! before a permit is taken, so a bad input never occupies a worker.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::{FusedStream, Stream};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use httpclient_core::{Driver, Error, IntoRequest, Request};
+use pin_project_lite::pin_project;
+use tokio::sync::{AcquireError, SemaphorePermit, TryAcquireError};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{WaitForCancellationFuture, WaitForCancellationFutureOwned};
+use tracing::Span;
+
+use crate::executor::{BatchExecutor, Call, Done, Inner, Ticket, record_done, trace_failure};
+use crate::options::{BatchOptions, Deadline};
+use crate::result::{BatchItem, Outcome, StopReason};
+
+/// Result order of a stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    Unordered,
+    Ordered(usize),
+}
+
+/// Where finished items wait to be yielded.
+enum Sink {
+    Unordered(VecDeque<BatchItem>),
+    Ordered {
+        /// Index of `buf[0]`: the oldest input not yet yielded.
+        head: usize,
+        window: usize,
+        buf: VecDeque<Option<BatchItem>>,
+    },
+}
+
+impl Sink {
+    fn new(mode: Mode) -> Self {
+        match mode {
+            Mode::Unordered => Sink::Unordered(VecDeque::new()),
+            Mode::Ordered(window) => Sink::Ordered {
+                head: 0,
+                window,
+                buf: VecDeque::new(),
+            },
+        }
+    }
+
+    /// Whether input number `pulled` may be taken now.
+    fn can_pull(&self, pulled: usize) -> bool {
+        match self {
+            Sink::Unordered(_) => true,
+            Sink::Ordered { head, window, .. } => pulled < head + window,
+        }
+    }
+
+    /// Make room for input `index` (ordered mode keeps a slot per input).
+    fn reserve(&mut self, index: usize) {
+        if let Sink::Ordered { head, buf, .. } = self {
+            debug_assert_eq!(index, *head + buf.len());
+            buf.push_back(None);
+        }
+    }
+
+    fn put(&mut self, item: BatchItem) {
+        match self {
+            Sink::Unordered(q) => q.push_back(item),
+            Sink::Ordered { head, buf, .. } => {
+                let at = item.index - *head;
+                buf[at] = Some(item);
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<BatchItem> {
+        match self {
+            Sink::Unordered(q) => q.pop_front(),
+            Sink::Ordered { head, buf, .. } => {
+                if buf.front().is_some_and(Option::is_some) {
+                    *head += 1;
+                    buf.pop_front().flatten()
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn has_ready(&self) -> bool {
+        match self {
+            Sink::Unordered(q) => !q.is_empty(),
+            Sink::Ordered { buf, .. } => buf.front().is_some_and(Option::is_some),
+        }
+    }
+}
+
+type AcquireFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SemaphorePermit<'a>, AcquireError>> + Send + 'a>>;
+
+/// Everything but the input: unpinned, so it can be borrowed freely.
+struct Core<'a, D> {
+    inner: &'a Inner<D>,
+    request_timeout: Option<Duration>,
+    options: BatchOptions,
+    calls: FuturesUnordered<Call<'a>>,
+    sink: Sink,
+    /// An input taken and built, waiting for a worker slot.
+    next: Option<(usize, Request)>,
+    acquiring: Option<AcquireFuture<'a>>,
+    pulled: usize,
+    input_done: bool,
+    stop: Option<StopReason>,
+    start: Option<Instant>,
+    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    cancel_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    abort_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+    yielded: Counts,
+    finished: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    succeeded: usize,
+    failed: usize,
+    not_started: usize,
+}
+
+pin_project! {
+    /// The results of [`BatchExecutor::execute_stream`] and friends, as
+    /// they finish (or in input order for the ordered variant).
+    ///
+    /// * Inputs are pulled from the source only when a worker slot is free
+    ///   (and, when ordered, when the input fits in the reorder window), so
+    ///   memory stays `O(workers + window)` however long the source is.
+    /// * Every input pulled gets exactly one [`BatchItem`], whose `index` is
+    ///   its position in the source.
+    /// * When the stream is stopped (cancellation token, deadline,
+    ///   fail-fast, executor shutdown) it stops pulling: requests in flight
+    ///   are reported (as errors when they were cancelled), then the stream
+    ///   ends. Inputs never pulled stay in the source — they are *not*
+    ///   reported, so an endless or channel-fed source cannot keep a stopped
+    ///   stream alive. [`BatchStream::pulled`] says how many were taken.
+    ///   The one input that may have been pulled without being started is
+    ///   reported as [`Outcome::NotStarted`].
+    /// * Requests make progress only while the stream is polled (see the
+    ///   [crate docs](crate#no-task-per-request)); dropping it drops them.
+    ///
+    /// Deadlines need a tokio runtime with time enabled; everything else
+    /// works under any executor the driver works under.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct BatchStream<'a, D, S> {
+        core: Core<'a, D>,
+        span: Span,
+        #[pin]
+        input: S,
+    }
+}
+
+pub(crate) struct BatchEnd {
+    pub(crate) stopped: Option<StopReason>,
+    /// Inputs pulled from the source (each got exactly one item).
+    pub(crate) pulled: usize,
+    pub(crate) start: Instant,
+    /// Inputs left in the source after a stop (batch mode drains them).
+    pub(crate) unstarted: usize,
+}
+
+impl<'a, D: Driver, S> BatchStream<'a, D, S>
+where
+    S: Stream,
+    S::Item: IntoRequest,
+{
+    pub(crate) fn new(
+        exec: &'a BatchExecutor<D>,
+        input: S,
+        options: BatchOptions,
+        mode: Mode,
+        size: Option<usize>,
+    ) -> Self {
+        let inner = exec.inner();
+        let span = tracing::debug_span!(
+            target: "httpclient_batch",
+            "batch",
+            size = size.map(|n| n as u64),
+            workers = inner.shared.workers,
+            ordered_window = match mode { Mode::Ordered(w) => Some(w as u64), Mode::Unordered => None },
+        );
+        let request_timeout = options.request_timeout.or(inner.shared.request_timeout);
+        BatchStream {
+            core: Core {
+                inner,
+                request_timeout,
+                options,
+                calls: FuturesUnordered::new(),
+                sink: Sink::new(mode),
+                next: None,
+                acquiring: None,
+                pulled: 0,
+                input_done: false,
+                stop: None,
+                start: None,
+                deadline: None,
+                sleep: None,
+                cancel_wait: None,
+                abort_wait: None,
+                yielded: Counts::default(),
+                finished: false,
+            },
+            span,
+            input,
+        }
+    }
+}
+
+impl<D, S> BatchStream<'_, D, S> {
+    /// Inputs taken from the source so far (the next input's index).
+    pub fn pulled(&self) -> usize {
+        self.core.pulled
+    }
+
+    /// Requests of this stream in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.core.calls.len()
+    }
+
+    /// Why the stream stopped taking inputs, if it did.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.core.stop
+    }
+}
+
+impl<D, I> BatchStream<'_, D, IterInput<I>>
+where
+    I: Iterator,
+{
+    /// After the stream ended: how the batch ended, counting (and dropping)
+    /// inputs that were never pulled when it was stopped.
+    pub(crate) fn finish_batch(self: Pin<&mut Self>) -> BatchEnd {
+        let this = self.project();
+        let core = this.core;
+        let mut unstarted = 0;
+        if core.stop.is_some() {
+            let iter = this.input.project().iter;
+            for _ in iter {
+                unstarted += 1;
+            }
+            core.inner.shared.stats.record_not_started(unstarted as u64);
+        }
+        if let Some(reason) = core.stop {
+            let _e = this.span.enter();
+            tracing::debug!(target: "httpclient_batch", %reason, unstarted, "batch stopped early");
+        }
+        BatchEnd {
+            stopped: core.stop,
+            pulled: core.pulled,
+            start: core.start.unwrap_or_else(Instant::now),
+            unstarted,
+        }
+    }
+}
+
+impl<D, S> Stream for BatchStream<'_, D, S>
+where
+    D: Driver,
+    S: Stream,
+    S::Item: IntoRequest,
+{
+    type Item = BatchItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BatchItem>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.core.poll_next(this.input, cx)
+    }
+}
+
+impl<D, S> FusedStream for BatchStream<'_, D, S>
+where
+    D: Driver,
+    S: Stream,
+    S::Item: IntoRequest,
+{
+    fn is_terminated(&self) -> bool {
+        self.core.finished
+    }
+}
+
+impl<'a, D: Driver> Core<'a, D> {
+    fn poll_next<S>(
+        &mut self,
+        mut input: Pin<&mut S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<BatchItem>>
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if self.start.is_none() {
+            self.begin();
+        }
+        loop {
+            if let Some(item) = self.sink.pop() {
+                return Poll::Ready(Some(item));
+            }
+            self.check_signals();
+            if self.sink.has_ready() {
+                continue;
+            }
+            if self.stop.is_none() {
+                self.fill(input.as_mut(), cx);
+                if self.sink.has_ready() {
+                    continue;
+                }
+            }
+            match self.calls.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => {
+                    self.finish(done);
+                    continue;
+                }
+                Poll::Ready(None) => {
+                    if self.next.is_none()
+                        && (self.input_done || self.stop.is_some())
+                        && !self.sink.has_ready()
+                    {
+                        self.finished = true;
+                        tracing::debug!(
+                            target: "httpclient_batch",
+                            pulled = self.pulled,
+                            succeeded = self.yielded.succeeded,
+                            failed = self.yielded.failed,
+                            not_started = self.yielded.not_started,
+                            "batch finished"
+                        );
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Pending => {}
+            }
+            if self.poll_signals(cx) {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn begin(&mut self) {
+        let now = Instant::now();
+        self.start = Some(now);
+        self.deadline = match self.options.deadline {
+            None => None,
+            Some(Deadline::At(at)) => Some(at),
+            // A limit too large to represent is no limit.
+            Some(Deadline::After(d)) => now.checked_add(d),
+        };
+        if self.inner.shared.is_shutting_down() {
+            self.halt(StopReason::Shutdown);
+        } else if self.deadline.is_some_and(|d| now >= d) {
+            self.halt(StopReason::DeadlineExceeded);
+        }
+    }
+
+    /// Take inputs and start requests while worker slots are free.
+    fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>)
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        let workers = self.inner.shared.workers;
+        loop {
+            if self.next.is_none() {
+                if self.input_done || !self.sink.can_pull(self.pulled) {
+                    return;
+                }
+                match input.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(raw)) => {
+                        let index = self.pulled;
+                        self.pulled += 1;
+                        self.sink.reserve(index);
+                        match raw.into_request() {
+                            Ok(request) => self.next = Some((index, request)),
+                            Err(e) => {
+                                self.invalid(index, e);
+                                // Yield it before taking more input, so a
+                                // run of bad inputs cannot pile up (in
+                                // ordered mode the window bounds them).
+                                if self.stop.is_some() || self.sink.has_ready() {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        self.input_done = true;
+                        return;
+                    }
+                    Poll::Pending => return,
+                }
+            }
+            // When this batch alone holds every permit, none can be free:
+            // wait for our own requests instead of queueing for one.
+            if self.acquiring.is_none() && self.calls.len() >= workers {
+                return;
+            }
+            let permit = match self.acquire(cx) {
+                Poll::Ready(Ok(permit)) => permit,
+                Poll::Ready(Err(_closed)) => {
+                    self.halt(StopReason::Shutdown);
+                    return;
+                }
+                Poll::Pending => return,
+            };
+            let Some((index, mut request)) = self.next.take() else {
+                return;
+            };
+            let shared = &self.inner.shared;
+            let Some(ticket) = Ticket::enter(shared, permit) else {
+                self.next = Some((index, request));
+                self.halt(StopReason::Shutdown);
+                return;
+            };
+            if request.options().timeout.is_none() {
+                request.options_mut().timeout = self.request_timeout;
+            }
+            self.calls
+                .push(Call::start(&self.inner.driver, ticket, index, request));
+        }
+    }
+
+    fn acquire(&mut self, cx: &mut Context<'_>) -> Poll<Result<SemaphorePermit<'a>, AcquireError>> {
+        if self.acquiring.is_none() {
+            match self.inner.shared.semaphore.try_acquire() {
+                Ok(permit) => return Poll::Ready(Ok(permit)),
+                Err(TryAcquireError::Closed) => {
+                    // Produce the same error type the waiting path gives.
+                    self.acquiring = Some(Box::pin(self.inner.shared.semaphore.acquire()));
+                }
+                Err(TryAcquireError::NoPermits) => {
+                    self.acquiring = Some(Box::pin(self.inner.shared.semaphore.acquire()));
+                }
+            }
+        }
+        let Some(fut) = self.acquiring.as_mut() else {
+            return Poll::Pending;
+        };
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(r) => {
+                self.acquiring = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn put(&mut self, index: usize, outcome: Outcome, elapsed: Duration) {
+        match outcome {
+            Outcome::Response(_) => self.yielded.succeeded += 1,
+            Outcome::Error(_) => self.yielded.failed += 1,
+            Outcome::NotStarted(_) => self.yielded.not_started += 1,
+        }
+        self.sink.put(BatchItem {
+            index,
+            outcome,
+            elapsed,
+        });
+    }
+
+    fn invalid(&mut self, index: usize, e: Error) {
+        self.inner.shared.stats.record_invalid();
+        trace_failure(index, None, &e);
+        let trigger = self
+            .options
+            .fail_fast
+            .as_ref()
+            .filter(|ff| ff.triggers_on_error(&e))
+            .map(|ff| ff.cancels_in_flight());
+        self.put(index, Outcome::Error(e), Duration::ZERO);
+        if let Some(cancel) = trigger {
+            self.halt(StopReason::FailFast { trigger: index });
+            if cancel {
+                self.cancel_in_flight(|| Error::Cancelled);
+            }
+        }
+    }
+
+    fn finish(&mut self, done: Done) {
+        let now = Instant::now();
+        let elapsed = record_done(&self.inner.shared, &done, now);
+        let trigger = if self.stop.is_none() {
+            self.options
+                .fail_fast
+                .as_ref()
+                .filter(|ff| ff.triggers(&done.result))
+                .map(|ff| ff.cancels_in_flight())
+        } else {
+            None
+        };
+        let index = done.index;
+        let outcome = match done.result {
+            Ok(r) => Outcome::Response(r),
+            Err(e) => Outcome::Error(e),
+        };
+        self.put(index, outcome, elapsed);
+        if let Some(cancel) = trigger {
+            self.halt(StopReason::FailFast { trigger: index });
+            if cancel {
+                self.cancel_in_flight(|| Error::Cancelled);
+            }
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.on_deadline();
+        }
+    }
+
+    /// Stop taking inputs (first reason wins). The input pulled but not
+    /// started, if any, is reported as not started.
+    fn halt(&mut self, reason: StopReason) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.stop = Some(reason);
+        self.acquiring = None;
+        if let Some((index, _request)) = self.next.take() {
+            self.inner.shared.stats.record_not_started(1);
+            self.put(index, Outcome::NotStarted(reason), Duration::ZERO);
+        }
+    }
+
+    /// Drop every request in flight, reporting each with `error()`.
+    fn cancel_in_flight(&mut self, error: fn() -> Error) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let kind = error().kind_name();
+        for call in mem::take(&mut self.calls) {
+            let index = call.index();
+            let elapsed = call.abandon(kind);
+            self.put(index, Outcome::Error(error()), elapsed);
+        }
+    }
+
+    fn on_cancel(&mut self) {
+        self.halt(StopReason::Cancelled);
+        self.cancel_in_flight(|| Error::Cancelled);
+    }
+
+    fn on_deadline(&mut self) {
+        self.halt(StopReason::DeadlineExceeded);
+        self.cancel_in_flight(|| Error::DeadlineExceeded);
+    }
+
+    fn on_abort(&mut self) {
+        self.halt(StopReason::Shutdown);
+        self.cancel_in_flight(|| Error::Cancelled);
+    }
+
+    /// Cheap checks (atomic loads) of the stop signals.
+    fn check_signals(&mut self) {
+        if self.stop.is_some() && self.calls.is_empty() {
+            return;
+        }
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|t| t.is_cancelled())
+        {
+            self.on_cancel();
+        }
+        if self.inner.shared.abort.is_cancelled() {
+            self.on_abort();
+        }
+    }
+
+    /// Before returning `Pending`: register for the stop signals; `true`
+    /// when one has fired (the caller loops again).
+    fn poll_signals(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.stop.is_some() && self.calls.is_empty() {
+            return false;
+        }
+        if let Some(token) = &self.options.cancel {
+            let wait = self
+                .cancel_wait
+                .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()));
+            if wait.as_mut().poll(cx).is_ready() {
+                self.on_cancel();
+                return true;
+            }
+        }
+        let shared = &self.inner.shared;
+        let abort = self
+            .abort_wait
+            .get_or_insert_with(|| Box::pin(shared.abort.cancelled()));
+        if abort.as_mut().poll(cx).is_ready() {
+            self.on_abort();
+            return true;
+        }
+        if let Some(deadline) = self.deadline {
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.as_mut().poll(cx).is_ready() {
+                self.on_deadline();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+pin_project! {
+    /// An iterator as an always-ready input stream (see
+    /// [`BatchExecutor::execute_iter`]).
+    #[derive(Debug)]
+    pub struct IterInput<I> {
+        iter: I,
+    }
+}
+
+impl<I> IterInput<I> {
+    pub(crate) fn new(iter: I) -> Self {
+        IterInput { iter }
+    }
+}
+
+impl<I: Iterator> Stream for IterInput<I> {
+    type Item = I::Item;
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<I::Item>> {
+        Poll::Ready(self.project().iter.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.iter.size_hint()
+    }
+}

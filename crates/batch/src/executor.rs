@@ -1,0 +1,750 @@
+//! [`BatchExecutor`]: the worker limit, the shared state, the `Driver`
+//! implementation and shutdown.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use httpclient_core::http::Method;
+use httpclient_core::{
+    ConfigError, Driver, Error, IntoRequest, Origin, Request, Response, async_trait,
+};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{BatchStream, IterInput, Mode};
+use crate::options::BatchOptions;
+use crate::result::{BatchItem, BatchResult, Outcome, StopReason};
+use crate::stats::{BatchStats, Finish, StatsCore};
+
+/// The layer name used in [`Error::Stopped`].
+pub(crate) const LAYER: &str = "BatchExecutor";
+
+pub(crate) fn stopped() -> Error {
+    Error::Stopped { layer: LAYER }
+}
+
+/// State shared by every batch, stream and single call of one executor
+/// (and its clones). Not generic, so request futures can hold a plain
+/// reference to it.
+pub(crate) struct Shared {
+    pub(crate) workers: usize,
+    pub(crate) semaphore: Semaphore,
+    pub(crate) stats: StatsCore,
+    pub(crate) request_timeout: Option<Duration>,
+    /// Set once by `shutdown`; checked after a request takes its in-flight
+    /// slot (see [`Ticket::enter`]).
+    shutting_down: AtomicBool,
+    /// Notified when the last in-flight request ends during a shutdown.
+    idle: Notify,
+    /// Cancelled when a shutdown gives up waiting: every batch drops its
+    /// in-flight requests.
+    pub(crate) abort: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            if self.stats.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The right to run one request: a worker permit plus a place in the
+/// in-flight gauge. Dropping it (the request finished, or its future was
+/// dropped) gives both back at once, so cancelling frees capacity.
+pub(crate) struct Ticket<'a> {
+    shared: &'a Shared,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl<'a> Ticket<'a> {
+    /// Take an in-flight slot with `permit`; `None` when the executor is
+    /// shutting down (the permit is returned).
+    ///
+    /// The gauge is raised *before* the shutdown flag is read, and shutdown
+    /// sets the flag before it reads the gauge (both `SeqCst`), so either
+    /// this request backs off or shutdown waits for it — never neither.
+    pub(crate) fn enter(shared: &'a Shared, permit: SemaphorePermit<'a>) -> Option<Self> {
+        shared
+            .stats
+            .in_flight_gauge()
+            .fetch_add(1, Ordering::SeqCst);
+        let ticket = Ticket {
+            shared,
+            _permit: permit,
+        };
+        if shared.is_shutting_down() {
+            return None; // dropping `ticket` lowers the gauge again
+        }
+        Some(ticket)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let prev = self
+            .shared
+            .stats
+            .in_flight_gauge()
+            .fetch_sub(1, Ordering::SeqCst);
+        if prev == 1 && self.shared.is_shutting_down() {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+/// What a finished call hands back to its batch.
+pub(crate) struct Done {
+    pub(crate) index: usize,
+    pub(crate) result: Result<Response, Error>,
+    pub(crate) started: Instant,
+    pub(crate) epoch: u16,
+    pub(crate) trace: Option<(Method, Origin)>,
+}
+
+/// One driver call in flight: the driver's future, its ticket, and what the
+/// stats need. Polling catches panics; dropping it before it finished counts
+/// the request as cancelled.
+pub(crate) struct Call<'a> {
+    fut: CallFuture<'a>,
+    index: usize,
+    started: Instant,
+    epoch: u16,
+    trace: Option<(Method, Origin)>,
+    ticket: Option<Ticket<'a>>,
+}
+
+impl<'a> Call<'a> {
+    /// Hand `request` to the driver.
+    pub(crate) fn start<D: Driver>(
+        driver: &'a D,
+        ticket: Ticket<'a>,
+        index: usize,
+        request: Request,
+    ) -> Self {
+        let trace = tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG)
+            .then(|| (request.method().clone(), request.origin().clone()));
+        let epoch = ticket.shared.stats.count_start();
+        let started = Instant::now();
+        // `execute` is usually an `async` body that runs only when polled,
+        // but a hand-written driver may do work (and panic) right here.
+        let fut: CallFuture<'a> =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| driver.execute(request))) {
+                Ok(fut) => fut,
+                Err(payload) => Box::pin(std::future::ready(Err(Error::from_panic(payload)))),
+            };
+        Call {
+            fut,
+            index,
+            started,
+            epoch,
+            trace,
+            ticket: Some(ticket),
+        }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Drop the request while it is in flight, counting it as an error of
+    /// `kind`. Returns how long it ran.
+    pub(crate) fn abandon(mut self, kind: &'static str) -> Duration {
+        let now = Instant::now();
+        if let Some(ticket) = self.ticket.take() {
+            let stats = &ticket.shared.stats;
+            drop(ticket);
+            stats.record_finish(self.epoch, self.started, now, Finish::Cancelled(kind));
+        }
+        now.saturating_duration_since(self.started)
+    }
+}
+
+impl Future for Call<'_> {
+    type Output = Done;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
+        let this = &mut *self;
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)))
+        {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(payload) => Err(Error::from_panic(payload)),
+        };
+        // Free the worker slot before anything else happens.
+        this.ticket = None;
+        Poll::Ready(Done {
+            index: this.index,
+            result,
+            started: this.started,
+            epoch: this.epoch,
+            trace: this.trace.take(),
+        })
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if self.ticket.is_some() {
+            // Dropped in flight by whoever owned the batch or the call.
+            self.abandon_in_place();
+        }
+    }
+}
+
+impl Call<'_> {
+    fn abandon_in_place(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let stats = &ticket.shared.stats;
+            drop(ticket);
+            stats.record_finish(
+                self.epoch,
+                self.started,
+                Instant::now(),
+                Finish::Cancelled("cancelled"),
+            );
+        }
+    }
+}
+
+/// Record a finished call in the stats and the trace; returns how long it
+/// ran.
+pub(crate) fn record_done(shared: &Shared, done: &Done, now: Instant) -> Duration {
+    match &done.result {
+        Ok(resp) => {
+            shared.stats.record_finish(
+                done.epoch,
+                done.started,
+                now,
+                Finish::Response(resp.status()),
+            );
+        }
+        Err(e) => {
+            shared
+                .stats
+                .record_finish(done.epoch, done.started, now, Finish::Error(e));
+            trace_failure(done.index, done.trace.as_ref(), e);
+        }
+    }
+    now.saturating_duration_since(done.started)
+}
+
+pub(crate) fn trace_failure(index: usize, trace: Option<&(Method, Origin)>, e: &Error) {
+    if matches!(e, Error::Panicked { .. }) {
+        tracing::warn!(target: "httpclient_batch", index, kind = e.kind_name(), error = %e, "driver panicked; the panic was caught");
+    } else if let Some((method, origin)) = trace {
+        tracing::debug!(target: "httpclient_batch", index, %method, %origin, kind = e.kind_name(), error = %e, "request failed");
+    } else {
+        tracing::debug!(target: "httpclient_batch", index, kind = e.kind_name(), error = %e, "request failed");
+    }
+}
+
+pub(crate) struct Inner<D> {
+    pub(crate) shared: Shared,
+    pub(crate) driver: D,
+}
+
+/// How [`BatchExecutor::shutdown_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// Every in-flight request finished on its own.
+    Drained,
+    /// The token fired first: this many requests were still in flight and
+    /// were cancelled (each ends with [`Error::Cancelled`] in its batch).
+    Aborted {
+        /// Requests in flight when the shutdown gave up waiting.
+        cancelled: usize,
+    },
+}
+
+/// Runs many requests through a [`Driver`] with at most `workers` in flight
+/// at once — across every batch, stream and single call made through this
+/// executor and its clones.
+///
+/// * [`BatchExecutor::execute_batch`]: inputs in, one [`BatchItem`] per
+///   input out, in input order.
+/// * [`BatchExecutor::execute_stream`] /
+///   [`BatchExecutor::execute_stream_ordered`]: for jobs too big to hold,
+///   results as they finish (or in order), input pulled only as capacity
+///   frees.
+/// * It is a [`Driver`] itself: a single `execute` takes a worker slot and
+///   is counted in the stats like a batch item, so executors chain.
+///
+/// Cloning is cheap and clones share the worker limit, the stats and the
+/// shutdown state.
+///
+/// ```
+/// use httpclient_batch::BatchExecutor;
+/// use httpclient_core::testkit::MockDriver;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let exec = BatchExecutor::new(MockDriver::new(), 16)?;
+/// let result = exec
+///     .execute_batch((0..100).map(|i| format!("http://api.test/items/{i}")))
+///     .await;
+/// assert_eq!(result.len(), 100);
+/// assert_eq!(result.succeeded, 100);
+/// for (index, response) in result.successes() {
+///     assert_eq!(response.status(), 200, "item {index}");
+/// }
+/// assert_eq!(exec.stats().requests, 100);
+/// # Ok(()) }
+/// ```
+pub struct BatchExecutor<D> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D> Clone for BatchExecutor<D> {
+    fn clone(&self) -> Self {
+        BatchExecutor {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for BatchExecutor<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.inner.shared;
+        f.debug_struct("BatchExecutor")
+            .field("workers", &s.workers)
+            .field("in_flight", &s.stats.in_flight())
+            .field("shutting_down", &s.is_shutting_down())
+            .finish()
+    }
+}
+
+/// Builds a [`BatchExecutor`] with non-default settings.
+#[derive(Debug)]
+#[must_use = "call `build()` to get the executor"]
+pub struct BatchExecutorBuilder<D> {
+    driver: D,
+    workers: usize,
+    request_timeout: Option<Duration>,
+    error: Option<ConfigError>,
+}
+
+impl<D: Driver> BatchExecutorBuilder<D> {
+    /// Maximum requests in flight at once, shared by every batch (default
+    /// 64). Zero is a [`ConfigError`].
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Per-request timeout for requests that have none of their own; a
+    /// batch's [`crate::BatchOptionsBuilder::request_timeout`] overrides it.
+    /// Zero is a [`ConfigError`]. Default: none (the driver's own default
+    /// applies).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.error.get_or_insert(ConfigError::new(
+                "request_timeout",
+                "must be greater than zero",
+            ));
+        } else {
+            self.request_timeout = Some(timeout);
+        }
+        self
+    }
+
+    /// Finish.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for zero workers, more than
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`] workers, or a zero timeout.
+    pub fn build(self) -> Result<BatchExecutor<D>, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.workers == 0 {
+            return Err(ConfigError::new("workers", "must be at least 1"));
+        }
+        if self.workers > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                "workers",
+                format!("must be at most {}", Semaphore::MAX_PERMITS),
+            ));
+        }
+        Ok(BatchExecutor {
+            inner: Arc::new(Inner {
+                shared: Shared {
+                    workers: self.workers,
+                    semaphore: Semaphore::new(self.workers),
+                    stats: StatsCore::new(),
+                    request_timeout: self.request_timeout,
+                    shutting_down: AtomicBool::new(false),
+                    idle: Notify::new(),
+                    abort: CancellationToken::new(),
+                },
+                driver: self.driver,
+            }),
+        })
+    }
+}
+
+impl<D: Driver> BatchExecutor<D> {
+    /// An executor running at most `workers` requests at once.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `workers` is 0 (or absurdly large).
+    pub fn new(driver: D, workers: usize) -> Result<Self, ConfigError> {
+        Self::builder(driver).workers(workers).build()
+    }
+
+    /// Start building an executor (workers default to 64).
+    pub fn builder(driver: D) -> BatchExecutorBuilder<D> {
+        BatchExecutorBuilder {
+            driver,
+            workers: 64,
+            request_timeout: None,
+            error: None,
+        }
+    }
+
+    /// The worker limit.
+    pub fn workers(&self) -> usize {
+        self.inner.shared.workers
+    }
+
+    /// The wrapped driver.
+    pub fn driver(&self) -> &D {
+        &self.inner.driver
+    }
+
+    /// Requests in flight now, across every batch and call.
+    pub fn in_flight(&self) -> usize {
+        self.inner.shared.stats.in_flight()
+    }
+
+    /// Run every input and return one item per input, in input order.
+    ///
+    /// Inputs are anything [`IntoRequest`]: requests, builders, URL strings,
+    /// or `Result<Request, Error>` — an input that fails to build gets its
+    /// [`Error::InvalidRequest`] in its own slot while the rest run. Inputs
+    /// are pulled lazily, one as each worker slot frees, and no task is
+    /// spawned: the requests run inside this future, so dropping it drops
+    /// them (and their connections). An empty batch returns at once.
+    pub async fn execute_batch<I>(&self, inputs: I) -> BatchResult
+    where
+        I: IntoIterator,
+        I::Item: IntoRequest,
+    {
+        self.execute_batch_with(inputs, BatchOptions::default())
+            .await
+    }
+
+    /// [`BatchExecutor::execute_batch`] with cancellation, a deadline,
+    /// fail-fast or a request timeout. When the batch is stopped, requests in
+    /// flight end with [`Error::Cancelled`] / [`Error::DeadlineExceeded`]
+    /// (fail-fast lets them finish unless told otherwise) and every input not
+    /// yet started is reported as [`Outcome::NotStarted`]; the result comes
+    /// back promptly.
+    pub async fn execute_batch_with<I>(&self, inputs: I, options: BatchOptions) -> BatchResult
+    where
+        I: IntoIterator,
+        I::Item: IntoRequest,
+    {
+        let iter = inputs.into_iter();
+        let (lower, upper) = iter.size_hint();
+        let stream = BatchStream::new(self, IterInput::new(iter), options, Mode::Unordered, upper);
+        let mut stream = pin!(stream);
+        let mut slots: Vec<Option<BatchItem>> = Vec::with_capacity(lower);
+        while let Some(item) = stream.next().await {
+            let i = item.index;
+            if i >= slots.len() {
+                slots.resize_with(i + 1, || None);
+            }
+            slots[i] = Some(item);
+        }
+        let parts = stream.as_mut().finish_batch();
+        debug_assert_eq!(
+            slots.len(),
+            parts.pulled,
+            "every pulled input yields one item"
+        );
+        slots.resize_with(parts.pulled, || None);
+        let (mut succeeded, mut failed, mut not_started) = (0, 0, 0);
+        let reason = parts.stopped.unwrap_or(StopReason::Cancelled);
+        let mut items: Vec<BatchItem> = slots
+            .into_iter()
+            .enumerate()
+            .map(|(index, slot)| {
+                debug_assert!(slot.is_some(), "input {index} got no outcome");
+                slot.unwrap_or(BatchItem {
+                    index,
+                    outcome: Outcome::NotStarted(reason),
+                    elapsed: Duration::ZERO,
+                })
+            })
+            .collect();
+        if let Some(reason) = parts.stopped {
+            let start = items.len();
+            items.extend((start..start + parts.unstarted).map(|index| BatchItem {
+                index,
+                outcome: Outcome::NotStarted(reason),
+                elapsed: Duration::ZERO,
+            }));
+        }
+        for item in &items {
+            match item.outcome {
+                Outcome::Response(_) => succeeded += 1,
+                Outcome::Error(_) => failed += 1,
+                Outcome::NotStarted(_) => not_started += 1,
+            }
+        }
+        let end = Instant::now();
+        BatchResult {
+            items,
+            succeeded,
+            failed,
+            not_started,
+            stopped: parts.stopped,
+            start: parts.start,
+            end,
+            duration: end.saturating_duration_since(parts.start),
+        }
+    }
+
+    /// Run a (possibly endless) stream of inputs and yield each result as it
+    /// finishes, in completion order. See [`BatchStream`] for the rules.
+    pub fn execute_stream<S>(&self, inputs: S) -> BatchStream<'_, D, S>
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        self.execute_stream_with(inputs, BatchOptions::default())
+    }
+
+    /// [`BatchExecutor::execute_stream`] with options.
+    pub fn execute_stream_with<S>(&self, inputs: S, options: BatchOptions) -> BatchStream<'_, D, S>
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        let upper = inputs.size_hint().1;
+        BatchStream::new(self, inputs, options, Mode::Unordered, upper)
+    }
+
+    /// [`BatchExecutor::execute_stream`] over an iterator.
+    pub fn execute_iter<I>(&self, inputs: I) -> BatchStream<'_, D, IterInput<I::IntoIter>>
+    where
+        I: IntoIterator,
+        I::Item: IntoRequest,
+    {
+        self.execute_stream(IterInput::new(inputs.into_iter()))
+    }
+
+    /// Like [`BatchExecutor::execute_stream`], but results come out in input
+    /// order, with at most `window` inputs between the oldest unfinished one
+    /// and the newest started.
+    ///
+    /// **Head-of-line effect:** while the oldest request is unfinished, at
+    /// most `window - 1` later results wait behind it and no input beyond the
+    /// window is started — one slow request holds back up to `window`
+    /// finished results and stalls intake, so throughput drops to what fits
+    /// in the window. Memory stays `O(window)`. Give requests a timeout to
+    /// bound the stall; use the unordered stream when order does not matter.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `window` is 0.
+    pub fn execute_stream_ordered<S>(
+        &self,
+        inputs: S,
+        window: usize,
+    ) -> Result<BatchStream<'_, D, S>, ConfigError>
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        self.execute_stream_ordered_with(inputs, window, BatchOptions::default())
+    }
+
+    /// [`BatchExecutor::execute_stream_ordered`] with options.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `window` is 0.
+    pub fn execute_stream_ordered_with<S>(
+        &self,
+        inputs: S,
+        window: usize,
+        options: BatchOptions,
+    ) -> Result<BatchStream<'_, D, S>, ConfigError>
+    where
+        S: Stream,
+        S::Item: IntoRequest,
+    {
+        if window == 0 {
+            return Err(ConfigError::new("window", "must be at least 1"));
+        }
+        let upper = inputs.size_hint().1;
+        Ok(BatchStream::new(
+            self,
+            inputs,
+            options,
+            Mode::Ordered(window),
+            upper,
+        ))
+    }
+
+    /// A snapshot of the statistics (see [`crate::stats`] for definitions).
+    pub fn stats(&self) -> BatchStats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Open a new statistics window: counters and the latency histogram
+    /// restart from zero; requests in flight now are not counted in the new
+    /// window when they finish; the in-flight gauge is unaffected.
+    pub fn reset_stats(&self) {
+        self.inner.shared.stats.reset();
+    }
+
+    /// Whether [`BatchExecutor::shutdown`] has been called.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.shared.is_shutting_down()
+    }
+
+    /// Stop accepting work and wait for the requests in flight to finish.
+    ///
+    /// From the moment it is called: new batches report every input as
+    /// [`Outcome::NotStarted`]`(`[`StopReason::Shutdown`]`)`, running batches
+    /// and streams stop taking inputs (the rest are not started) while their
+    /// in-flight requests finish normally, and `execute` returns
+    /// [`Error::Stopped`]. It returns once no request is in flight. Requests
+    /// run inside their callers' futures, so a batch whose future is neither
+    /// polled nor dropped keeps its requests "in flight"; no task of this
+    /// crate is ever left running. Calling it again waits again.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.inner.shared.wait_idle().await;
+    }
+
+    /// Like [`BatchExecutor::shutdown`], but when `cancel` fires before the
+    /// requests in flight have finished, they are cancelled: each ends with
+    /// [`Error::Cancelled`] in its batch (its connection is dropped), and
+    /// this returns once their futures are gone.
+    pub async fn shutdown_with(&self, cancel: CancellationToken) -> ShutdownOutcome {
+        self.shutdown_until(cancel.cancelled()).await
+    }
+
+    /// [`BatchExecutor::shutdown_with`] a grace period (tokio's clock; needs
+    /// a runtime with time enabled).
+    pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownOutcome {
+        self.shutdown_until(tokio::time::sleep(grace)).await
+    }
+
+    async fn shutdown_until(&self, give_up: impl Future<Output = ()>) -> ShutdownOutcome {
+        self.begin_shutdown();
+        let shared = &self.inner.shared;
+        {
+            let idle = pin!(shared.wait_idle());
+            let give_up = pin!(give_up);
+            if let futures_util::future::Either::Left(_) =
+                futures_util::future::select(idle, give_up).await
+            {
+                return ShutdownOutcome::Drained;
+            }
+        }
+        let cancelled = shared.stats.in_flight();
+        if cancelled == 0 {
+            return ShutdownOutcome::Drained;
+        }
+        tracing::debug!(target: "httpclient_batch", cancelled, "shutdown: cancelling requests in flight");
+        shared.abort.cancel();
+        shared.wait_idle().await;
+        ShutdownOutcome::Aborted { cancelled }
+    }
+
+    fn begin_shutdown(&self) {
+        let shared = &self.inner.shared;
+        if !shared.shutting_down.swap(true, Ordering::SeqCst) {
+            tracing::debug!(target: "httpclient_batch", in_flight = shared.stats.in_flight(), "shutdown: no new work accepted");
+        }
+        // Wakes every batch waiting for a worker slot: they stop with
+        // `StopReason::Shutdown`.
+        shared.semaphore.close();
+    }
+
+    pub(crate) fn inner(&self) -> &Inner<D> {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<D: Driver> Driver for BatchExecutor<D> {
+    /// One request through the shared worker limit, counted in the stats;
+    /// [`Error::Stopped`] after shutdown, [`Error::Cancelled`] when an
+    /// aborted shutdown cancels it, [`Error::Panicked`] when the driver
+    /// panics.
+    async fn execute(&self, mut request: Request) -> Result<Response, Error> {
+        let inner = &*self.inner;
+        let shared = &inner.shared;
+        if shared.is_shutting_down() {
+            shared.stats.record_not_started(1);
+            return Err(stopped());
+        }
+        let permit = match shared.semaphore.try_acquire() {
+            Ok(p) => p,
+            Err(_) => match shared.semaphore.acquire().await {
+                Ok(p) => p,
+                Err(_closed) => {
+                    shared.stats.record_not_started(1);
+                    return Err(stopped());
+                }
+            },
+        };
+        let Some(ticket) = Ticket::enter(shared, permit) else {
+            shared.stats.record_not_started(1);
+            return Err(stopped());
+        };
+        if request.options().timeout.is_none() {
+            request.options_mut().timeout = shared.request_timeout;
+        }
+        let mut call = Call::start(&inner.driver, ticket, 0, request);
+        let mut abort = pin!(shared.abort.cancelled());
+        let done = std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {
+                return Poll::Ready(Some(done));
+            }
+            if abort.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match done {
+            Some(done) => {
+                record_done(shared, &done, Instant::now());
+                done.result
+            }
+            None => {
+                call.abandon("cancelled");
+                Err(Error::Cancelled)
+            }
+        }
+    }
+
+    fn connections_opened(&self) -> Option<u64> {
+        self.inner.driver.connections_opened()
+    }
+}

@@ -1,0 +1,344 @@
+//! Executor-wide statistics that stay true under concurrency.
+//!
+//! # What is counted
+//!
+//! * `requests` — requests handed to the driver (single `execute` calls and
+//!   batch items alike). Inputs that could not be built or were never
+//!   started are not requests; they have their own counters.
+//! * `completed` — of those, how many came back with a response (**any
+//!   status**: a 503 is a completed request; see [`StatusClasses`]).
+//! * `errors` — of those, how many ended with an error: a driver error, a
+//!   caught panic, or cancelled while in flight (by a batch's token,
+//!   deadline or fail-fast, by an aborted shutdown, or because the future
+//!   running it was dropped). [`BatchStats::errors_by_kind`] splits them by
+//!   [`Error::kind_name`].
+//! * So at any quiet moment `requests == completed + errors`, and while
+//!   requests run, `requests - completed - errors` are in flight.
+//! * `latency` — a real histogram (hdrhistogram, 2 significant digits,
+//!   1 ns to 1 hour) of driver-call times of requests that ran to an end
+//!   (responses and errors); requests cancelled in flight are left out,
+//!   their time says nothing about the target.
+//! * `throughput` — finished requests (completed + errors) per second over
+//!   the active span: from the earliest start to the latest finish among the
+//!   requests counted in this window. Idle time before the first request
+//!   does not dilute it; gaps between batches do.
+//!
+//! Every rate is `0.0`, never NaN, when there is nothing to divide.
+//!
+//! # Reset
+//!
+//! [`crate::BatchExecutor::reset_stats`] opens a new window: every counter
+//! and the histogram restart from zero, and **requests in flight at the
+//! reset belong to the old window** — when they finish they are not counted
+//! at all. So `requests >= completed + errors` holds in every window, at
+//! every moment. The live gauge `in_flight` is not a counter and is never
+//! reset: it always says how many driver calls are running now, whichever
+//! window they started in.
+//!
+//! # Cost
+//!
+//! Starting a request costs two relaxed atomic increments; finishing one
+//! takes one uncontended mutex (per executor) to update the counters and the
+//! histogram together, so a snapshot never sees a half-recorded request.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use httpclient_core::http::StatusCode;
+use tokio::time::Instant;
+
+const COUNT_BITS: u32 = 48;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Largest latency the histogram resolves: one hour, in nanoseconds.
+const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+/// Responses counted by status class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusClasses {
+    /// 1xx.
+    pub informational: u64,
+    /// 2xx.
+    pub success: u64,
+    /// 3xx.
+    pub redirection: u64,
+    /// 4xx.
+    pub client_error: u64,
+    /// 5xx.
+    pub server_error: u64,
+    /// Anything else (600-999).
+    pub other: u64,
+}
+
+impl StatusClasses {
+    fn add(&mut self, status: StatusCode) {
+        let slot = match status.as_u16() / 100 {
+            1 => &mut self.informational,
+            2 => &mut self.success,
+            3 => &mut self.redirection,
+            4 => &mut self.client_error,
+            5 => &mut self.server_error,
+            _ => &mut self.other,
+        };
+        *slot += 1;
+    }
+
+    /// Sum over all classes.
+    pub fn total(&self) -> u64 {
+        self.informational
+            + self.success
+            + self.redirection
+            + self.client_error
+            + self.server_error
+            + self.other
+    }
+}
+
+/// Latency percentiles of requests that ran to an end. All zero when there
+/// are none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Requests in the histogram.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+    /// Arithmetic mean.
+    pub mean: Duration,
+}
+
+/// A snapshot of an executor's statistics (see the module docs of
+/// [`crate::stats`] for exact definitions).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BatchStats {
+    /// Requests handed to the driver in this window.
+    pub requests: u64,
+    /// Of those, finished with a response (any status).
+    pub completed: u64,
+    /// Of those, finished with an error (including cancelled in flight).
+    pub errors: u64,
+    /// `errors` split by [`httpclient_core::Error::kind_name`].
+    pub errors_by_kind: BTreeMap<&'static str, u64>,
+    /// Inputs that could not be built into a request (never sent).
+    pub invalid_inputs: u64,
+    /// Inputs not started because a batch stopped, and calls refused after
+    /// shutdown (never sent).
+    pub not_started: u64,
+    /// `completed` by status class.
+    pub status: StatusClasses,
+    /// Driver calls running now, whichever window they started in.
+    pub in_flight: usize,
+    /// Driver-call latency of requests that ran to an end.
+    pub latency: LatencySummary,
+    /// Time since the window opened (executor creation or last reset).
+    pub since_reset: Duration,
+    /// From the earliest start to the latest finish among finished requests
+    /// of this window.
+    pub active: Duration,
+    /// `(completed + errors) / active` in requests per second; 0 when
+    /// nothing finished.
+    pub throughput: f64,
+    /// `errors / (completed + errors)`; 0 when nothing finished.
+    pub error_rate: f64,
+}
+
+impl BatchStats {
+    /// Requests finished, with a response or an error.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.errors
+    }
+}
+
+/// How a request ended, for the counters.
+pub(crate) enum Finish<'a> {
+    Response(StatusCode),
+    Error(&'a httpclient_core::Error),
+    /// Cancelled in flight (by a stop or a dropped future): counted as an
+    /// error of this kind, not put in the latency histogram.
+    Cancelled(&'static str),
+}
+
+struct Window {
+    epoch: u16,
+    since: Instant,
+    completed: u64,
+    errors: u64,
+    errors_by_kind: Vec<(&'static str, u64)>,
+    invalid: u64,
+    not_started: u64,
+    status: StatusClasses,
+    latency: Histogram<u64>,
+    first_start: Option<Instant>,
+    last_finish: Option<Instant>,
+}
+
+impl Window {
+    fn new(epoch: u16) -> Self {
+        Window {
+            epoch,
+            since: Instant::now(),
+            completed: 0,
+            errors: 0,
+            errors_by_kind: Vec::new(),
+            invalid: 0,
+            not_started: 0,
+            status: StatusClasses::default(),
+            // Bounds are constants known to be valid: 1 <= 1 ns, max >= 2,
+            // 2 significant digits. `expect` cannot fire.
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2)
+                .expect("constant histogram bounds are valid"),
+            first_start: None,
+            last_finish: None,
+        }
+    }
+
+    fn add_error(&mut self, kind: &'static str) {
+        self.errors += 1;
+        match self.errors_by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.errors_by_kind.push((kind, 1)),
+        }
+    }
+}
+
+/// The shared, always-on statistics of one executor.
+pub(crate) struct StatsCore {
+    /// `epoch << 48 | requests started in that epoch`: one atomic add both
+    /// counts a start and tells which window it belongs to.
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+    window: Mutex<Window>,
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl StatsCore {
+    pub(crate) fn new() -> Self {
+        StatsCore {
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            window: Mutex::new(Window::new(0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count a request handed to the driver; returns its window's epoch.
+    #[inline]
+    pub(crate) fn count_start(&self) -> u16 {
+        (self.started.fetch_add(1, Ordering::Relaxed) >> COUNT_BITS) as u16
+    }
+
+    pub(crate) fn in_flight_gauge(&self) -> &AtomicUsize {
+        &self.in_flight
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Record a finished request of window `epoch`.
+    pub(crate) fn record_finish(
+        &self,
+        epoch: u16,
+        started: Instant,
+        now: Instant,
+        how: Finish<'_>,
+    ) {
+        let mut w = self.lock();
+        if w.epoch != epoch {
+            return;
+        }
+        match how {
+            Finish::Response(status) => {
+                w.completed += 1;
+                w.status.add(status);
+            }
+            Finish::Error(e) => w.add_error(e.kind_name()),
+            Finish::Cancelled(kind) => {
+                w.add_error(kind);
+                return;
+            }
+        }
+        w.latency
+            .saturating_record(duration_ns(now.saturating_duration_since(started)));
+        if w.first_start.is_none_or(|f| started < f) {
+            w.first_start = Some(started);
+        }
+        if w.last_finish.is_none_or(|l| now > l) {
+            w.last_finish = Some(now);
+        }
+    }
+
+    pub(crate) fn record_invalid(&self) {
+        self.lock().invalid += 1;
+    }
+
+    pub(crate) fn record_not_started(&self, n: u64) {
+        if n > 0 {
+            self.lock().not_started += n;
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        let mut w = self.lock();
+        let epoch = w.epoch.wrapping_add(1);
+        self.started
+            .store(u64::from(epoch) << COUNT_BITS, Ordering::Relaxed);
+        *w = Window::new(epoch);
+    }
+
+    pub(crate) fn snapshot(&self) -> BatchStats {
+        let w = self.lock();
+        // Read under the lock, after the window: every finish counted above
+        // had its start counted before, so requests >= completed + errors.
+        let requests = self.started.load(Ordering::Relaxed) & COUNT_MASK;
+        let finished = w.completed + w.errors;
+        let hist = &w.latency;
+        let at = |q: f64| Duration::from_nanos(hist.value_at_quantile(q));
+        let latency = if hist.is_empty() {
+            LatencySummary::default()
+        } else {
+            LatencySummary {
+                count: hist.len(),
+                p50: at(0.50),
+                p90: at(0.90),
+                p99: at(0.99),
+                max: Duration::from_nanos(hist.max()),
+                mean: Duration::from_nanos(hist.mean() as u64),
+            }
+        };
+        let active = match (w.first_start, w.last_finish) {
+            (Some(f), Some(l)) => l.saturating_duration_since(f),
+            _ => Duration::ZERO,
+        };
+        let ratio = |num: u64, den: f64| if den > 0.0 { num as f64 / den } else { 0.0 };
+        BatchStats {
+            requests,
+            completed: w.completed,
+            errors: w.errors,
+            errors_by_kind: w.errors_by_kind.iter().copied().collect(),
+            invalid_inputs: w.invalid,
+            not_started: w.not_started,
+            status: w.status,
+            in_flight: self.in_flight(),
+            latency,
+            since_reset: w.since.elapsed(),
+            active,
+            throughput: ratio(finished, active.as_secs_f64()),
+            error_rate: ratio(w.errors, finished as f64),
+        }
+    }
+}
