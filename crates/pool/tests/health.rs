@@ -1,0 +1,373 @@
+//! Health checks and outlier detection under tokio's paused clock with the
+//! mock driver: state flips at exact probe rounds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use httpclient_core::http::Method;
+use httpclient_core::testkit::{Behavior, MockDriver};
+use httpclient_core::{DriverExt, Error, Origin};
+use httpclient_pool::{
+    ConnectionPool, DownCause, HealthCheck, HostState, OutlierDetection, RetryPolicy,
+};
+use tokio::time::{Instant, sleep};
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// A mock whose answer flips with `up`: 200 when up, connection refused
+/// when down.
+fn flappy(up: &Arc<AtomicBool>) -> MockDriver {
+    let up = Arc::clone(up);
+    MockDriver::new().handler(move |_, _| {
+        if up.load(Ordering::SeqCst) {
+            Behavior::ok()
+        } else {
+            Behavior::refused()
+        }
+    })
+}
+
+fn probes(mock: &MockDriver, since: Instant) -> usize {
+    mock.calls()
+        .iter()
+        .filter(|c| c.method == Method::HEAD && c.at >= since)
+        .count()
+}
+
+fn state(pool: &ConnectionPool<MockDriver>, url: &str) -> HostState {
+    pool.host_health(&Origin::parse(url).unwrap())
+        .expect("tracked host")
+        .state
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_mark_a_host_down_then_up_at_the_thresholds() {
+    let up = Arc::new(AtomicBool::new(false));
+    let mock = flappy(&up);
+    let pool = ConnectionPool::new(mock.clone());
+    let check = HealthCheck::builder(["http://db:8080"], Duration::from_secs(1))
+        .jitter(0.0)
+        .thresholds(3, 2)
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    pool.enable_health_check_with(check).unwrap();
+
+    // Probes at t = 0, 1, 2: the third failure marks it down.
+    sleep(secs(1.5)).await;
+    let h = pool.host_health(&Origin::parse("http://db:8080").unwrap()).unwrap();
+    assert_eq!((h.state, h.probe_failures), (HostState::Up, 2));
+    assert!(h.last_error.as_deref().unwrap().contains("connection refused"));
+    sleep(secs(1.0)).await;
+    assert_eq!(state(&pool, "http://db:8080"), HostState::Down(DownCause::Probes));
+    assert_eq!(probes(&mock, t0), 3, "first probe at once, then one per interval");
+
+    // While down: fail fast, nothing sent.
+    let before = mock.call_count();
+    let t = Instant::now();
+    let err = pool.send("http://db:8080/query").await.unwrap_err();
+    assert!(matches!(&err, Error::UnhealthyHost { origin } if origin.to_string() == "http://db:8080"), "{err:?}");
+    assert_eq!(t.elapsed(), Duration::ZERO);
+    assert_eq!(mock.call_count(), before);
+    assert!(!err.may_have_been_sent());
+
+    // Back up: probes at t = 3 and 4 succeed; up after the second.
+    up.store(true, Ordering::SeqCst);
+    sleep(secs(1.0)).await; // t = 3.5
+    assert_eq!(state(&pool, "http://db:8080"), HostState::Down(DownCause::Probes));
+    sleep(secs(1.0)).await; // t = 4.5
+    assert_eq!(state(&pool, "http://db:8080"), HostState::Up);
+    assert_eq!(pool.send("http://db:8080/query").await.unwrap().status(), 200);
+
+    let st = pool.stats();
+    assert_eq!(st.probes, 5);
+    assert_eq!(st.probe_failures, 3);
+    assert_eq!(st.unhealthy_rejected, 1);
+    assert_eq!((st.requests, st.attempts), (2, 1), "probes are not traffic");
+    assert_eq!(st.health_check, Some((1, Duration::from_secs(1))));
+    let h = &st.hosts[0];
+    assert!(h.health_checked);
+    assert!(matches!(h.last_check, Some((_, true))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn exactly_one_checker_after_repeated_enable_and_disable() {
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::new(mock.clone());
+    let cfg = || {
+        HealthCheck::builder(["http://a", "http://b"], Duration::from_secs(1))
+            .jitter(0.0)
+            .build()
+            .unwrap()
+    };
+    for _ in 0..5 {
+        pool.enable_health_check_with(cfg()).unwrap();
+        sleep(secs(0.25)).await;
+        pool.disable_health_check();
+        sleep(secs(0.25)).await;
+        pool.enable_health_check_with(cfg()).unwrap();
+        pool.enable_health_check_with(cfg()).unwrap();
+        sleep(secs(0.1)).await;
+    }
+    assert!(pool.health_checker_running());
+    let t0 = Instant::now();
+    pool.enable_health_check_with(cfg()).unwrap();
+    sleep(secs(10.5)).await;
+    // One loop: 2 hosts × rounds at t0, t0+1, …, t0+10 = 22. Two loops
+    // would give 44.
+    assert_eq!(probes(&mock, t0), 22);
+
+    // Disabled: the task idles, no probes.
+    pool.disable_health_check();
+    let t1 = Instant::now();
+    sleep(secs(10.0)).await;
+    assert_eq!(probes(&mock, t1), 0);
+    assert!(pool.health_checker_running(), "idle, not a new task per enable");
+    assert_eq!(pool.stats().health_check, None);
+
+    // stop() ends it.
+    pool.enable_health_check_with(cfg()).unwrap();
+    pool.stop();
+    sleep(secs(0.01)).await;
+    assert!(!pool.health_checker_running());
+    let t2 = Instant::now();
+    sleep(secs(5.0)).await;
+    assert_eq!(probes(&mock, t2), 0);
+    assert!(matches!(
+        pool.enable_health_check_with(cfg()),
+        Err(Error::Stopped { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_pool_ends_its_checker() {
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::new(mock.clone());
+    pool.enable_health_check(["http://a"], Duration::from_secs(1))
+        .unwrap();
+    sleep(secs(2.5)).await;
+    let seen = mock.call_count();
+    assert!(seen >= 3);
+    drop(pool);
+    sleep(secs(10.0)).await;
+    assert_eq!(mock.call_count(), seen, "no task outlives the pool");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_probe_rounds_within_bounds() {
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::builder(mock.clone()).seed(9).build().unwrap();
+    let check = HealthCheck::builder(["http://a"], Duration::from_secs(10))
+        .jitter(0.2)
+        .build()
+        .unwrap();
+    pool.enable_health_check_with(check).unwrap();
+    sleep(Duration::from_secs(200)).await;
+    let calls = mock.calls();
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps.len() >= 15);
+    assert!(gaps.iter().all(|g| *g >= secs(8.0) && *g <= secs(12.0)), "{gaps:?}");
+    assert!(gaps.windows(2).any(|w| w[0] != w[1]), "jittered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_status_predicate_decides_health() {
+    let mock = MockDriver::new()
+        .route("http://five/", Behavior::status(503))
+        .route("http://four/", Behavior::status(404));
+    let pool = ConnectionPool::new(mock.clone());
+    let check = HealthCheck::builder(["http://five", "http://four"], Duration::from_secs(1))
+        .thresholds(1, 1)
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    pool.enable_health_check_with(check).unwrap();
+    sleep(secs(0.5)).await;
+    assert_eq!(state(&pool, "http://five"), HostState::Down(DownCause::Probes));
+    assert_eq!(state(&pool, "http://four"), HostState::Up, "404 < 500: the host answers");
+    // A stricter predicate, a probe path and a GET: reconfigures the same checker.
+    let check = HealthCheck::builder(["http://four"], Duration::from_secs(1))
+        .thresholds(1, 1)
+        .jitter(0.0)
+        .method(Method::GET)
+        .path("/healthz")
+        .healthy_when(|r| r.status().is_success())
+        .build()
+        .unwrap();
+    pool.enable_health_check_with(check).unwrap();
+    sleep(secs(0.5)).await;
+    assert_eq!(state(&pool, "http://four"), HostState::Down(DownCause::Probes));
+    let last = mock.calls().last().cloned().unwrap();
+    assert_eq!((last.method, last.uri.path()), (Method::GET, "/healthz"));
+    // `five` left the probe set: probes alone had marked it down, so it is
+    // up again rather than down forever.
+    assert_eq!(state(&pool, "http://five"), HostState::Up);
+    // Disabling does the same for `four`.
+    pool.disable_health_check();
+    assert_eq!(state(&pool, "http://four"), HostState::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outlier_detection_ejects_then_recovers_through_a_half_open_trial() {
+    let up = Arc::new(AtomicBool::new(false));
+    let mock = flappy(&up);
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(RetryPolicy::never())
+        .outlier_detection(OutlierDetection::new(3, Duration::from_secs(10)).unwrap())
+        .build()
+        .unwrap();
+    let url = "http://svc/x";
+    for _ in 0..3 {
+        assert!(pool.send(url).await.unwrap_err().is_connect());
+    }
+    assert_eq!(state(&pool, url), HostState::Down(DownCause::Traffic));
+    assert!(matches!(pool.send(url).await, Err(Error::UnhealthyHost { .. })));
+    assert_eq!(mock.call_count(), 3);
+
+    // Cool-down over: one trial; it fails → down again for 2 × 10 s.
+    sleep(Duration::from_secs(10)).await;
+    assert!(pool.send(url).await.unwrap_err().is_connect());
+    assert_eq!(mock.call_count(), 4);
+    assert_eq!(state(&pool, url), HostState::Down(DownCause::Traffic));
+    sleep(secs(19.9)).await;
+    assert!(matches!(pool.send(url).await, Err(Error::UnhealthyHost { .. })));
+    sleep(secs(0.1)).await;
+
+    // The next trial succeeds → up; traffic flows again.
+    up.store(true, Ordering::SeqCst);
+    assert_eq!(pool.send(url).await.unwrap().status(), 200);
+    assert_eq!(state(&pool, url), HostState::Up);
+    assert_eq!(pool.send(url).await.unwrap().status(), 200);
+    let h = pool.host_health(&Origin::parse(url).unwrap()).unwrap();
+    assert_eq!((h.consecutive_failures, h.ejections), (0, 0));
+    assert_eq!(pool.stats().unhealthy_rejected, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_one_trial_at_a_time_and_a_cancelled_trial_hands_over() {
+    let up = Arc::new(AtomicBool::new(false));
+    let up2 = Arc::clone(&up);
+    let mock = MockDriver::new().handler(move |_, _| {
+        if up2.load(Ordering::SeqCst) {
+            Behavior::ok().after(Duration::from_secs(1))
+        } else {
+            Behavior::refused()
+        }
+    });
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(RetryPolicy::never())
+        .outlier_detection(OutlierDetection::new(1, Duration::from_secs(5)).unwrap())
+        .build()
+        .unwrap();
+    let url = "http://svc/x";
+    assert!(pool.send(url).await.is_err());
+    assert_eq!(state(&pool, url), HostState::Down(DownCause::Traffic));
+    sleep(Duration::from_secs(5)).await;
+    up.store(true, Ordering::SeqCst);
+
+    // The trial is slow (1 s); a second request meanwhile fails fast.
+    let trial = pool.send(url);
+    let other = async {
+        sleep(secs(0.5)).await;
+        assert_eq!(state(&pool, url), HostState::HalfOpen);
+        pool.send(url).await
+    };
+    // Cancel the trial after 0.7 s.
+    let (trial_result, other_result) =
+        tokio::join!(tokio::time::timeout(secs(0.7), trial), other);
+    assert!(trial_result.is_err(), "trial cancelled");
+    assert!(matches!(other_result, Err(Error::UnhealthyHost { .. })));
+
+    // The cancelled trial handed the turn over: the next request is the trial.
+    assert_eq!(state(&pool, url), HostState::HalfOpen);
+    assert_eq!(pool.send(url).await.unwrap().status(), 200);
+    assert_eq!(state(&pool, url), HostState::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_when_the_host_is_ejected_mid_request() {
+    let mock = MockDriver::new().default_behavior(Behavior::reset());
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(RetryPolicy::builder().max_retries(5).build().unwrap())
+        .outlier_detection(OutlierDetection::new(2, Duration::from_secs(30)).unwrap())
+        .build()
+        .unwrap();
+    let err = pool.send("http://svc/x").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::RetriesExhausted { attempts: 2, last } if matches!(**last, Error::ResetBeforeResponse { .. })),
+        "the last real error, not a made-up one: {err:?}"
+    );
+    assert_eq!(mock.call_count(), 2);
+    assert_eq!(pool.stats().unhealthy_rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn neutral_errors_do_not_eject() {
+    // 4xx and refusals by an inner layer say nothing about the host.
+    let mock = MockDriver::new()
+        .route("http://svc/missing", Behavior::status(404))
+        .route(
+            "http://svc/limited",
+            Behavior::fail(|| Error::RateLimited {
+                reason: httpclient_core::RateLimitReason::WouldWait,
+                retry_after: None,
+            }),
+        );
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(RetryPolicy::never())
+        .outlier_detection(OutlierDetection::new(2, Duration::from_secs(30)).unwrap())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let _ = pool.send("http://svc/missing").await;
+        let _ = pool.send("http://svc/limited").await;
+    }
+    assert_eq!(state(&pool, "http://svc/"), HostState::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_health_check_input_is_a_typed_error() {
+    let pool = ConnectionPool::new(MockDriver::new());
+    let field = |r: Result<(), Error>| match r {
+        Err(Error::Config(c)) => c.field,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    assert_eq!(field(pool.enable_health_check(["http://a"], Duration::ZERO)), "interval");
+    assert_eq!(field(pool.enable_health_check(Vec::<String>::new(), Duration::from_secs(1))), "hosts");
+    assert_eq!(field(pool.enable_health_check(["not a url"], Duration::from_secs(1))), "hosts");
+    assert_eq!(field(pool.enable_health_check(["ftp://a"], Duration::from_secs(1))), "hosts");
+    let bad = [
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(0, 1), "unhealthy_threshold"),
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(1, 0), "healthy_threshold"),
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(1.0), "jitter"),
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(f64::NAN), "jitter"),
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).timeout(Duration::ZERO), "timeout"),
+        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).path("health"), "path"),
+    ];
+    for (b, f) in bad {
+        assert_eq!(b.build().unwrap_err().field, f);
+    }
+    assert!(!pool.health_checker_running(), "no task started by a rejected call");
+    assert_eq!(OutlierDetection::new(0, Duration::from_secs(1)).unwrap_err().field, "consecutive_failures");
+    assert_eq!(OutlierDetection::new(1, Duration::ZERO).unwrap_err().field, "cool_down");
+    assert_eq!(
+        OutlierDetection::new(1, Duration::from_secs(5))
+            .unwrap()
+            .max_cool_down(Duration::from_secs(1))
+            .unwrap_err()
+            .field,
+        "max_cool_down"
+    );
+}
+
+#[test]
+fn enabling_outside_a_runtime_is_an_error_not_a_panic() {
+    let pool = ConnectionPool::new(MockDriver::new());
+    match pool.enable_health_check(["http://a"], Duration::from_secs(1)) {
+        Err(Error::Config(c)) => assert_eq!(c.field, "runtime"),
+        other => panic!("{other:?}"),
+    }
+}
