@@ -562,16 +562,23 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
-    /// Drop every request in flight, reporting each with `error()`.
+    /// Drop every request in flight, reporting each with `error()` — or as
+    /// not started when its future was never polled (nothing was sent).
     fn cancel_in_flight(&mut self, error: fn() -> Error) {
         if self.calls.is_empty() {
             return;
         }
         let kind = error().kind_name();
+        let reason = self.stop.unwrap_or(StopReason::Cancelled);
         for call in mem::take(&mut self.calls) {
             let index = call.index();
-            let elapsed = call.abandon(kind);
-            self.put(index, Outcome::Error(error()), elapsed);
+            match call.abandon(kind) {
+                Some(elapsed) => self.put(index, Outcome::Error(error()), elapsed),
+                None => {
+                    self.inner.shared.stats.record_not_started(1);
+                    self.put(index, Outcome::NotStarted(reason), Duration::ZERO);
+                }
+            }
         }
     }
 

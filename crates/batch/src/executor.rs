@@ -125,11 +125,15 @@ pub(crate) struct Done {
 /// One driver call in flight: the driver's future, its ticket, and what the
 /// stats need. Polling catches panics; dropping it before it finished counts
 /// the request as cancelled.
+///
+/// A request counts as started (in the stats, and for its latency) at its
+/// first poll: a driver future does nothing before that, so a call dropped
+/// unpolled provably sent nothing and is reported as not started.
 pub(crate) struct Call<'a> {
     fut: CallFuture<'a>,
     index: usize,
-    started: Instant,
-    epoch: u16,
+    /// Set at the first poll.
+    started: Option<(Instant, u16)>,
     trace: Option<(Method, Origin)>,
     ticket: Option<Ticket<'a>>,
 }
@@ -144,8 +148,6 @@ impl<'a> Call<'a> {
     ) -> Self {
         let trace = tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG)
             .then(|| (request.method().clone(), request.origin().clone()));
-        let epoch = ticket.shared.stats.count_start();
-        let started = Instant::now();
         // `execute` is usually an `async` body that runs only when polled,
         // but a hand-written driver may do work (and panic) right here.
         let fut: CallFuture<'a> =
@@ -156,8 +158,7 @@ impl<'a> Call<'a> {
         Call {
             fut,
             index,
-            started,
-            epoch,
+            started: None,
             trace,
             ticket: Some(ticket),
         }
@@ -168,15 +169,16 @@ impl<'a> Call<'a> {
     }
 
     /// Drop the request while it is in flight, counting it as an error of
-    /// `kind`. Returns how long it ran.
-    pub(crate) fn abandon(mut self, kind: &'static str) -> Duration {
+    /// `kind`. Returns how long it ran, or `None` when it was never polled
+    /// (nothing was sent: the caller reports it as not started).
+    pub(crate) fn abandon(mut self, kind: &'static str) -> Option<Duration> {
         let now = Instant::now();
-        if let Some(ticket) = self.ticket.take() {
-            let stats = &ticket.shared.stats;
-            drop(ticket);
-            stats.record_finish(self.epoch, self.started, now, Finish::Cancelled(kind));
-        }
-        now.saturating_duration_since(self.started)
+        let ticket = self.ticket.take()?;
+        let stats = &ticket.shared.stats;
+        drop(ticket);
+        let (started, epoch) = self.started?;
+        stats.record_finish(epoch, started, now, Finish::Cancelled(kind));
+        Some(now.saturating_duration_since(started))
     }
 }
 
@@ -185,6 +187,18 @@ impl Future for Call<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
         let this = &mut *self;
+        let (started, epoch) = match this.started {
+            Some(s) => s,
+            None => {
+                let epoch = match &this.ticket {
+                    Some(t) => t.shared.stats.count_start(),
+                    None => 0,
+                };
+                let s = (Instant::now(), epoch);
+                this.started = Some(s);
+                s
+            }
+        };
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)))
         {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -196,8 +210,8 @@ impl Future for Call<'_> {
         Poll::Ready(Done {
             index: this.index,
             result,
-            started: this.started,
-            epoch: this.epoch,
+            started,
+            epoch,
             trace: this.trace.take(),
         })
     }
@@ -205,24 +219,18 @@ impl Future for Call<'_> {
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if self.ticket.is_some() {
-            // Dropped in flight by whoever owned the batch or the call.
-            self.abandon_in_place();
-        }
-    }
-}
-
-impl Call<'_> {
-    fn abandon_in_place(&mut self) {
+        // Dropped in flight by whoever owned the batch or the call.
         if let Some(ticket) = self.ticket.take() {
             let stats = &ticket.shared.stats;
             drop(ticket);
-            stats.record_finish(
-                self.epoch,
-                self.started,
-                Instant::now(),
-                Finish::Cancelled("cancelled"),
-            );
+            if let Some((started, epoch)) = self.started {
+                stats.record_finish(
+                    epoch,
+                    started,
+                    Instant::now(),
+                    Finish::Cancelled("cancelled"),
+                );
+            }
         }
     }
 }
@@ -737,10 +745,14 @@ impl<D: Driver> Driver for BatchExecutor<D> {
                 record_done(shared, &done, Instant::now());
                 done.result
             }
-            None => {
-                call.abandon("cancelled");
-                Err(Error::Cancelled)
-            }
+            None => match call.abandon("cancelled") {
+                Some(_) => Err(Error::Cancelled),
+                // Aborted before its first poll: nothing was sent.
+                None => {
+                    shared.stats.record_not_started(1);
+                    Err(stopped())
+                }
+            },
         }
     }
 

@@ -3,7 +3,9 @@
 //! # What is counted
 //!
 //! * `requests` — requests handed to the driver (single `execute` calls and
-//!   batch items alike). Inputs that could not be built or were never
+//!   batch items alike), counted when the driver's future is first polled:
+//!   before that it has done nothing, so a call dropped unpolled is
+//!   reported as not started. Inputs that could not be built or were never
 //!   started are not requests; they have their own counters.
 //! * `completed` — of those, how many came back with a response (**any
 //!   status**: a 503 is a completed request; see [`StatusClasses`]).
@@ -11,11 +13,12 @@
 //!   caught panic, or cancelled while in flight (by a batch's token,
 //!   deadline or fail-fast, by an aborted shutdown, or because the future
 //!   running it was dropped). [`BatchStats::errors_by_kind`] splits them by
-//!   [`Error::kind_name`].
+//!   [`httpclient_core::Error::kind_name`].
 //! * So at any quiet moment `requests == completed + errors`, and while
 //!   requests run, `requests - completed - errors` are in flight.
 //! * `latency` — a real histogram (hdrhistogram, 2 significant digits,
-//!   1 ns to 1 hour) of driver-call times of requests that ran to an end
+//!   1 ns to 1 hour, so percentiles are within 1 %; max and mean are exact)
+//!   of driver-call times of requests that ran to an end
 //!   (responses and errors); requests cancelled in flight are left out,
 //!   their time says nothing about the target.
 //! * `throughput` — finished requests (completed + errors) per second over
@@ -96,7 +99,8 @@ impl StatusClasses {
     }
 }
 
-/// Latency percentiles of requests that ran to an end. All zero when there
+/// Latency of requests that ran to an end. Percentiles come from the
+/// histogram (within 1 %); `max` and `mean` are exact. All zero when there
 /// are none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LatencySummary {
@@ -176,6 +180,9 @@ struct Window {
     not_started: u64,
     status: StatusClasses,
     latency: Histogram<u64>,
+    /// Exact, beside the histogram's bucketed values.
+    latency_max_ns: u64,
+    latency_sum_ns: u128,
     first_start: Option<Instant>,
     last_finish: Option<Instant>,
 }
@@ -195,6 +202,8 @@ impl Window {
             // 2 significant digits. `expect` cannot fire.
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2)
                 .expect("constant histogram bounds are valid"),
+            latency_max_ns: 0,
+            latency_sum_ns: 0,
             first_start: None,
             last_finish: None,
         }
@@ -272,8 +281,10 @@ impl StatsCore {
                 return;
             }
         }
-        w.latency
-            .saturating_record(duration_ns(now.saturating_duration_since(started)));
+        let ns = duration_ns(now.saturating_duration_since(started));
+        w.latency.saturating_record(ns);
+        w.latency_max_ns = w.latency_max_ns.max(ns);
+        w.latency_sum_ns += u128::from(ns);
         if w.first_start.is_none_or(|f| started < f) {
             w.first_start = Some(started);
         }
@@ -316,8 +327,10 @@ impl StatsCore {
                 p50: at(0.50),
                 p90: at(0.90),
                 p99: at(0.99),
-                max: Duration::from_nanos(hist.max()),
-                mean: Duration::from_nanos(hist.mean() as u64),
+                max: Duration::from_nanos(w.latency_max_ns),
+                mean: Duration::from_nanos(
+                    u64::try_from(w.latency_sum_ns / u128::from(hist.len())).unwrap_or(u64::MAX),
+                ),
             }
         };
         let active = match (w.first_start, w.last_finish) {

@@ -1,0 +1,184 @@
+//! Streaming: unordered and ordered results, lazy intake, head-of-line
+//! blocking, stopping without draining the source.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{index_of, ms, secs, slow_mock, urls};
+use futures::StreamExt;
+use httpclient_batch::{BatchExecutor, BatchOptions, CancellationToken, FailFast, StopReason};
+use httpclient_core::Error;
+use httpclient_core::testkit::{Behavior, MockDriver};
+use tokio::time::Instant;
+
+#[tokio::test(start_paused = true)]
+async fn unordered_stream_yields_in_completion_order() {
+    let mock = MockDriver::new()
+        .handler(|req, _| Behavior::ok().after(ms(100 * (10 - index_of(req) as u64))));
+    let exec = BatchExecutor::new(mock.clone(), 10).unwrap();
+    let items: Vec<_> = exec.execute_iter(urls(10)).collect().await;
+    let order: Vec<usize> = items.iter().map(|i| i.index).collect();
+    assert_eq!(order, (0..10).rev().collect::<Vec<_>>());
+    assert!(items.iter().all(|i| i.outcome.is_response()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_stream_keeps_order_and_its_window_bounds_intake() {
+    // Input 0 takes 10 s, the rest 1 s: the head-of-line effect.
+    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
+        0 => Behavior::ok().after(secs(10)),
+        _ => Behavior::ok().after(secs(1)),
+    });
+    let exec = BatchExecutor::new(mock.clone(), 8).unwrap();
+    let t0 = Instant::now();
+    let stream = exec
+        .execute_stream_ordered(futures::stream::iter(urls(12)), 4)
+        .unwrap();
+    let items: Vec<_> = stream
+        .map(|i| (i.index, Instant::now() - t0))
+        .collect()
+        .await;
+    let order: Vec<usize> = items.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, (0..12).collect::<Vec<_>>());
+    // Inputs 1-3 finished at 1 s but waited behind input 0.
+    assert!(items[..4].iter().all(|(_, at)| *at == secs(10)));
+    // The window (4) capped concurrency below the worker limit (8), and
+    // input 4 was not even started until input 0 was out.
+    assert_eq!(mock.max_in_flight(), 4);
+    let calls = mock.calls();
+    assert_eq!(calls[4].at - t0, secs(10));
+    assert_eq!(items[11].1, secs(12));
+}
+
+#[tokio::test(start_paused = true)]
+async fn inputs_are_pulled_only_as_capacity_frees() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let source = futures::stream::iter(0..1_000_000usize).map(move |i| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        format!("http://h/{i}")
+    });
+    let exec = BatchExecutor::new(slow_mock(secs(1)), 4).unwrap();
+    let mut stream = exec.execute_stream(source);
+    let first = stream.next().await.unwrap();
+    assert_eq!(first.index, 0);
+    // 4 running, at most one more built and waiting for a slot.
+    assert!(
+        pulled.load(Ordering::SeqCst) <= 5,
+        "{}",
+        pulled.load(Ordering::SeqCst)
+    );
+    assert_eq!(stream.pulled(), pulled.load(Ordering::SeqCst));
+    let more: Vec<_> = stream.by_ref().take(7).collect().await;
+    assert_eq!(more.len(), 7);
+    assert!(pulled.load(Ordering::SeqCst) <= 8 + 5);
+    assert!(stream.in_flight() <= 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_stream_ends_without_draining_an_endless_source() {
+    let exec = BatchExecutor::new(slow_mock(secs(1)), 3).unwrap();
+    let token = CancellationToken::new();
+    let options = BatchOptions::builder()
+        .cancel_token(token.clone())
+        .build()
+        .unwrap();
+    let endless = futures::stream::repeat("http://h/x");
+    let stream = exec.execute_stream_with(endless, options);
+    let canceller = async {
+        tokio::time::sleep(ms(2500)).await;
+        token.cancel();
+    };
+    let t0 = Instant::now();
+    let (items, ()) = tokio::join!(stream.collect::<Vec<_>>(), canceller);
+    assert_eq!(Instant::now() - t0, ms(2500));
+    let responses = items.iter().filter(|i| i.outcome.is_response()).count();
+    let cancelled = items
+        .iter()
+        .filter(|i| matches!(i.outcome.error(), Some(Error::Cancelled)))
+        .count();
+    let not_started = items.iter().filter(|i| i.outcome.is_not_started()).count();
+    assert_eq!((responses, cancelled, not_started), (6, 3, 1));
+    // Indices are exactly 0..pulled, each once.
+    let mut seen: Vec<usize> = items.iter().map(|i| i.index).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(exec.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_and_shutdown_end_streams_too() {
+    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
+        5 => Behavior::reset().after(ms(150)),
+        _ => Behavior::ok().after(ms(100)),
+    });
+    let exec = BatchExecutor::new(mock.clone(), 2).unwrap();
+    let options = BatchOptions::builder()
+        .fail_fast(FailFast::any_error())
+        .build()
+        .unwrap();
+    let mut stream = exec
+        .execute_stream_ordered_with(futures::stream::iter(urls(100)), 8, options)
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some(item) = stream.next().await {
+        seen.push(item);
+    }
+    // t=200 ms: 4 and 5 start. t=300: 4 is done, 6 starts, 7 is pulled.
+    // t=350: 5 fails -> stop; 7 is not started, 6 runs to its end.
+    let stop = StopReason::FailFast { trigger: 5 };
+    assert_eq!(stream.stop_reason(), Some(stop));
+    let order: Vec<usize> = seen.iter().map(|i| i.index).collect();
+    assert_eq!(order, (0..=7).collect::<Vec<_>>());
+    assert!(seen[5].outcome.is_error());
+    assert!(seen[6].outcome.is_response());
+    assert_eq!(seen[7].outcome.not_started(), Some(stop));
+    assert_eq!(stream.pulled(), 8);
+    assert_eq!(mock.call_count(), 7);
+    assert!(futures::stream::FusedStream::is_terminated(&stream));
+    assert!(stream.next().await.is_none());
+
+    let exec = BatchExecutor::new(slow_mock(secs(1)), 2).unwrap();
+    let stream = exec.execute_iter(urls(10));
+    let stopper = async {
+        tokio::time::sleep(ms(1500)).await;
+        exec.shutdown().await;
+    };
+    let (items, ()) = tokio::join!(stream.collect::<Vec<_>>(), stopper);
+    let responses = items.iter().filter(|i| i.outcome.is_response()).count();
+    assert_eq!(responses, 4, "in-flight requests finished during shutdown");
+    // Input 4 was pulled and waiting for a slot when the shutdown came.
+    let unstarted: Vec<_> = items
+        .iter()
+        .filter_map(|i| i.outcome.not_started().map(|r| (i.index, r)))
+        .collect();
+    assert_eq!(unstarted, vec![(4, StopReason::Shutdown)]);
+    assert_eq!(items.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_stream_drops_its_requests() {
+    let mock = MockDriver::new().default_behavior(Behavior::hang());
+    let exec = BatchExecutor::new(mock.clone(), 5).unwrap();
+    {
+        let mut stream = exec.execute_iter(urls(100));
+        let r = tokio::time::timeout(secs(1), stream.next()).await;
+        assert!(r.is_err());
+        assert_eq!(mock.in_flight(), 5);
+    }
+    assert_eq!(mock.in_flight(), 0);
+    assert_eq!(exec.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_can_run_on_a_spawned_task_with_a_cloned_executor() {
+    let exec = BatchExecutor::new(slow_mock(ms(10)), 4).unwrap();
+    let handle = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.execute_iter(urls(50)).count().await }
+    });
+    assert_eq!(handle.await.unwrap(), 50);
+    assert_eq!(exec.stats().completed, 50);
+}
