@@ -1,0 +1,127 @@
+//! Counting real connections with a tower layer on reqwest's connector.
+//!
+//! reqwest 0.13 lets a [`tower_layer::Layer`] wrap the service that
+//! establishes connections (`ClientBuilder::connector_layer`). The service's
+//! request and response types are deliberately unnameable, so the layer
+//! here is generic over both: it only watches the connect future and adds
+//! one to a shared counter when it resolves `Ok`, i.e. when a TCP connection
+//! (plus its TLS session, for `https`) is established and handed to the
+//! pool. Reused keep-alive connections never reach the connector, so the
+//! counter is exactly "connections opened". It costs one relaxed atomic
+//! increment per new connection and nothing per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+/// Wraps reqwest's connector so every established connection is counted.
+#[derive(Debug, Clone)]
+pub(crate) struct CountConnectsLayer {
+    count: Arc<AtomicU64>,
+}
+
+impl CountConnectsLayer {
+    pub(crate) fn new(count: Arc<AtomicU64>) -> Self {
+        CountConnectsLayer { count }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for CountConnectsLayer {
+    type Service = CountConnects<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountConnects {
+            inner,
+            count: Arc::clone(&self.count),
+        }
+    }
+}
+
+/// The connector service with a counter.
+#[derive(Debug, Clone)]
+pub(crate) struct CountConnects<S> {
+    inner: S,
+    count: Arc<AtomicU64>,
+}
+
+impl<S, R> tower_service::Service<R> for CountConnects<S>
+where
+    S: tower_service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = CountConnect<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        CountConnect {
+            inner: self.inner.call(req),
+            count: Arc::clone(&self.count),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One connection attempt; counts itself when it succeeds.
+    pub(crate) struct CountConnect<F> {
+        #[pin]
+        inner: F,
+        count: Arc<AtomicU64>,
+    }
+}
+
+impl<F, T, E> Future for CountConnect<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if out.is_ok() {
+            this.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    /// A connector that succeeds for even requests and fails for odd ones.
+    #[derive(Clone)]
+    struct Even;
+    impl Service<u32> for Even {
+        type Response = u32;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<u32, &'static str>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, n: u32) -> Self::Future {
+            std::future::ready(if n % 2 == 0 { Ok(n) } else { Err("odd") })
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_only_successful_connects() {
+        let count = Arc::new(AtomicU64::new(0));
+        let mut svc = CountConnectsLayer::new(Arc::clone(&count)).layer(Even);
+        for n in 0..7 {
+            let _ = svc.call(n).await;
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 4); // 0, 2, 4, 6
+        // A connect future dropped before it resolves is not counted.
+        drop(svc.call(8));
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+}

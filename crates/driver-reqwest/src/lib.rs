@@ -1,0 +1,363 @@
+//! # httpclient-driver-reqwest
+//!
+//! [`ReqwestDriver`]: a batchclient [`Driver`] over
+//! [reqwest](https://docs.rs/reqwest) 0.13, the client most Rust services
+//! already use. It adds nothing a batch does not need and takes away what
+//! would make the layers above it lie:
+//!
+//! * **No hidden retries.** reqwest 0.13 retries some failures by itself;
+//!   the driver sets its retry policy to *never*, so the pool layer is the
+//!   one retry authority and the server's request count equals attempts.
+//! * **Exact error kinds.** A failure is classified by walking its whole
+//!   `source()` chain ([`httpclient_core::source_chain`]): refused, DNS and
+//!   TLS connect failures, connect vs request timeouts, a reset before the
+//!   response head (maybe applied) vs in the middle of the body (applied),
+//!   invalid HTTP. reqwest alone calls a mid-body reset a "decode error".
+//! * **Bodies read inside `execute`**, bounded by a limit, so a batch that
+//!   holds ten thousand responses holds no connection; opt into a stream
+//!   per request with `stream_response`.
+//! * **Real connection counts.** A tower layer on reqwest's connector counts
+//!   every connection established, so [`Driver::connections_opened`] is
+//!   exact (`Some(n)`) — for a driver this crate built. Around your own
+//!   client ([`ReqwestDriver::from_client`]) it is `None`: never a guess.
+//!
+//! ## Defaults
+//!
+//! Shared with `httpclient-driver-isahc`, so swapping drivers changes
+//! nothing a caller can observe:
+//!
+//! | setting | default |
+//! |---|---|
+//! | redirects | followed, at most [`DEFAULT_MAX_REDIRECTS`] (10) hops; one more is an error |
+//! | per-attempt timeout when the request sets none | [`DEFAULT_TIMEOUT`] (30 s) |
+//! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT`] (10 s) |
+//! | buffered body limit | [`DEFAULT_MAX_BODY_BYTES`] (64 MiB) |
+//! | idle connections per host | unbounded (reqwest's default) |
+//! | `User-Agent` (when the request has none) | [`DEFAULT_USER_AGENT`] |
+//! | retries | none |
+//! | TLS | rustls with the aws-lc-rs provider, the platform's root store |
+//! | HTTP version | HTTP/1.1; HTTP/2 with the `http2` feature (ALPN, or prior knowledge) |
+//!
+//! Proxies set in the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`)
+//! are honoured, as with reqwest itself.
+//!
+//! ## Timeouts
+//!
+//! The precedence is core's: a request's own
+//! [`timeout`](httpclient_core::RequestOptions::timeout) bounds the attempt
+//! (connect, send, head and body); when it has none, the driver's default
+//! applies. A timeout that expires while connecting is
+//! `Timeout { phase: Connect }` (nothing sent); any other is
+//! `Timeout { phase: Request }`, including one that expires in the middle
+//! of a body.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use httpclient_core::{Driver, DriverExt, Request};
+//! use httpclient_driver_reqwest::ReqwestDriver;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), httpclient_core::Error> {
+//! let driver = ReqwestDriver::builder()
+//!     .timeout(Duration::from_secs(10))
+//!     .max_body_bytes(1 << 20)
+//!     .build()?;
+//! let resp = driver
+//!     .send(Request::get("http://127.0.0.1:8080/items").timeout(Duration::from_secs(2)))
+//!     .await?;
+//! println!("{} in {:?}: {}", resp.status(), resp.elapsed(), resp.text()?);
+//! println!("connections opened: {:?}", driver.connections_opened());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Conformance
+//!
+//! The driver passes every check of `httpclient-conformance`
+//! (`tests/conformance.rs`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builder;
+mod count;
+mod error;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::{Method, StatusCode, Uri};
+use httpclient_core::{Driver, Error, Request, Response, ResponseStream, async_trait};
+
+pub use builder::{RedirectPolicy, ReqwestDriverBuilder};
+/// The reqwest this driver is built on, for [`ReqwestDriver::from_client`].
+pub use reqwest;
+
+use crate::error::{Limits, Stage, classify};
+
+/// Redirect hops followed by default; one more is an error.
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+/// Per-attempt timeout for requests that set none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit on establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body read into memory.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// `User-Agent` sent when a request has none.
+pub const DEFAULT_USER_AGENT: &str =
+    concat!("httpclient-driver-reqwest/", env!("CARGO_PKG_VERSION"));
+
+/// Largest buffer reserved up front from a `Content-Length`; bigger bodies
+/// grow as they arrive, so a lying header cannot make us allocate.
+const MAX_PREALLOC: u64 = 16 * 1024 * 1024;
+
+/// What the driver does per request, on top of its client.
+#[derive(Debug)]
+struct Settings {
+    /// Default per-attempt timeout; `None` leaves the client's own.
+    timeout: Option<Duration>,
+    /// The client's connect timeout, when we built the client (for
+    /// `Timeout { after }`).
+    connect_timeout: Option<Duration>,
+    /// Buffered body limit.
+    max_body_bytes: Option<u64>,
+    /// Connections established, when we built the client.
+    connections: Option<Arc<AtomicU64>>,
+}
+
+/// A [`Driver`] over a `reqwest::Client`. Cheap to clone: clones share the
+/// client, its connection pool and its connection counter.
+#[derive(Clone)]
+pub struct ReqwestDriver {
+    client: reqwest::Client,
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for ReqwestDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReqwestDriver")
+            .field("timeout", &self.settings.timeout)
+            .field("max_body_bytes", &self.settings.max_body_bytes)
+            .field("connections_opened", &self.connections_opened())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReqwestDriver {
+    /// A driver with the [defaults](crate#defaults).
+    ///
+    /// # Errors
+    /// [`Error::Driver`] if reqwest cannot build its client (for example,
+    /// the platform's TLS root store cannot be loaded). Never panics.
+    pub fn new() -> Result<ReqwestDriver, Error> {
+        Self::builder().build()
+    }
+
+    /// A builder for the settings a batch user needs.
+    pub fn builder() -> ReqwestDriverBuilder {
+        ReqwestDriverBuilder::default()
+    }
+
+    /// Wrap a `reqwest::Client` you configured yourself.
+    ///
+    /// The driver still reads bodies inside `execute` with the default body
+    /// limit ([`DEFAULT_MAX_BODY_BYTES`]), honours per-request timeouts and
+    /// classifies errors. Everything else is the client's: its timeouts (a
+    /// request without its own timeout gets the client's), redirects, TLS,
+    /// pool — and its **retry policy**: reqwest retries some failures by
+    /// default, so build it with `.retry(reqwest::retry::never())` if a
+    /// retry layer sits above this driver, or server counts will exceed
+    /// attempts. Connections cannot be counted: [`Driver::connections_opened`]
+    /// returns `None`. For a body limit or default timeout on your own
+    /// client, use [`ReqwestDriverBuilder::build_with_client`].
+    pub fn from_client(client: reqwest::Client) -> ReqwestDriver {
+        Self::from_parts(
+            client,
+            Settings {
+                timeout: None,
+                connect_timeout: None,
+                max_body_bytes: Some(DEFAULT_MAX_BODY_BYTES),
+                connections: None,
+            },
+        )
+    }
+
+    fn from_parts(client: reqwest::Client, settings: Settings) -> ReqwestDriver {
+        ReqwestDriver {
+            client,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The default per-attempt timeout (`None`: the client's own).
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.settings.timeout
+    }
+
+    /// The buffered body limit (`None`: unlimited).
+    pub fn max_body_bytes(&self) -> Option<u64> {
+        self.settings.max_body_bytes
+    }
+
+    /// Turn a core request into a reqwest one, moving headers and body.
+    fn to_reqwest(
+        &self,
+        mut request: Request,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::Request, Uri, String), Error> {
+        let uri = request.uri().clone();
+        let uri_string = uri.to_string();
+        let url = reqwest::Url::parse(&uri_string).map_err(|e| Error::InvalidRequest {
+            reason: format!("reqwest cannot use the URL `{uri_string}`"),
+            source: Some(Box::new(e)),
+        })?;
+        let mut req = reqwest::Request::new(request.method().clone(), url);
+        *req.headers_mut() = std::mem::take(request.headers_mut());
+        *req.timeout_mut() = timeout;
+        let body = request.body();
+        if let Some(bytes) = body.as_bytes() {
+            if !bytes.is_empty() || needs_explicit_empty_body(request.method()) {
+                *req.body_mut() = Some(reqwest::Body::from(bytes.clone()));
+            }
+        } else if let Some(stream) = body.take_stream() {
+            *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+        } else {
+            return Err(Error::invalid_request(
+                "the request's streaming body was already taken (a streamed request can be sent once)",
+            ));
+        }
+        Ok((req, uri, uri_string))
+    }
+}
+
+/// A `POST`/`PUT`/`PATCH` with an empty body still says
+/// `Content-Length: 0`; other methods send no body at all.
+fn needs_explicit_empty_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// Whether a response to `method` with `status` carries a body at all.
+fn has_body(method: &Method, status: StatusCode) -> bool {
+    *method != Method::HEAD
+        && !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
+/// Reads the whole body chunk by chunk, stopping at the limit. With
+/// `precheck`, a `Content-Length` over the limit fails before reading.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    limit: Option<u64>,
+    precheck: bool,
+    limits: Limits,
+) -> Result<Bytes, Error> {
+    let expected = resp.content_length().filter(|_| precheck);
+    if let (Some(limit), Some(len)) = (limit, expected) {
+        if len > limit {
+            return Err(Error::BodyTooLarge { limit });
+        }
+    }
+    // The common case is one chunk: keep it without copying.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total: u64 = 0;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| classify(e, Stage::Body, limits))?
+    {
+        total += chunk.len() as u64;
+        if let Some(limit) = limit {
+            if total > limit {
+                return Err(Error::BodyTooLarge { limit });
+            }
+        }
+        if let Some(buf) = joined.as_mut() {
+            buf.extend_from_slice(&chunk);
+        } else if let Some(head) = first.take() {
+            let want = expected.unwrap_or(total).max(total).min(MAX_PREALLOC);
+            let mut buf = BytesMut::with_capacity(want as usize);
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&chunk);
+            joined = Some(buf);
+        } else {
+            first = Some(chunk);
+        }
+    }
+    Ok(match (joined, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(chunk)) => chunk,
+        (None, None) => Bytes::new(),
+    })
+}
+
+#[async_trait]
+impl Driver for ReqwestDriver {
+    async fn execute(&self, request: Request) -> Result<Response, Error> {
+        let started = Instant::now();
+        let options = request.options();
+        let timeout = options.timeout.or(self.settings.timeout);
+        let stream_response = options.stream_response;
+        let limits = Limits {
+            connect_timeout: self.settings.connect_timeout,
+            timeout,
+        };
+        let method = request.method().clone();
+        let (req, uri, uri_string) = self.to_reqwest(request, timeout)?;
+
+        let mut resp = self
+            .client
+            .execute(req)
+            .await
+            .map_err(|e| classify(e, Stage::Head, limits))?;
+
+        let status = resp.status();
+        let version = resp.version();
+        let headers = std::mem::take(resp.headers_mut());
+        let final_url = if resp.url().as_str() == uri_string {
+            Some(uri)
+        } else {
+            resp.url().as_str().parse::<Uri>().ok()
+        };
+        let mut response = Response::new(status)
+            .with_version(version)
+            .with_headers(headers);
+        if let Some(url) = final_url {
+            response = response.with_url(url);
+        }
+
+        if stream_response {
+            let stream = resp
+                .bytes_stream()
+                .map(move |chunk| chunk.map_err(|e| classify(e, Stage::Body, limits)));
+            return Ok(response
+                .with_stream(ResponseStream::new(stream))
+                .with_elapsed(started.elapsed()));
+        }
+
+        // Read even a body that must be empty (HEAD, 204, 304) to its end,
+        // so hyper sees the exchange finished and pools the connection; but
+        // never judge it by the `Content-Length`, which describes the
+        // resource, not this message.
+        let precheck = has_body(&method, status);
+        let body = read_body(&mut resp, self.settings.max_body_bytes, precheck, limits).await?;
+        Ok(response.with_body(body).with_elapsed(started.elapsed()))
+    }
+
+    fn connections_opened(&self) -> Option<u64> {
+        self.settings
+            .connections
+            .as_ref()
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+}
