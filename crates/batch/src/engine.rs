@@ -82,7 +82,7 @@ impl Sink {
     fn can_pull(&self, pulled: usize) -> bool {
         match self {
             Sink::Unordered(_) => true,
-            Sink::Ordered { head, window, .. } => pulled < head + window,
+            Sink::Ordered { head, window, .. } => pulled < head.saturating_add(*window),
         }
     }
 
@@ -100,6 +100,25 @@ impl Sink {
             Sink::Ordered { head, buf, .. } => {
                 let at = item.index - *head;
                 buf[at] = Some(item);
+            }
+        }
+    }
+
+    /// `Some(item)` when `item` is the next one to yield and nothing is
+    /// waiting before it (so it can skip the buffer); otherwise it is stored
+    /// and `None` is returned.
+    fn take_if_next(&mut self, item: BatchItem) -> Option<BatchItem> {
+        match self {
+            Sink::Unordered(q) if q.is_empty() => Some(item),
+            Sink::Ordered { head, buf, .. } if item.index == *head => {
+                debug_assert!(buf.front().is_some_and(Option::is_none));
+                buf.pop_front();
+                *head += 1;
+                Some(item)
+            }
+            _ => {
+                self.put(item);
+                None
             }
         }
     }
@@ -148,6 +167,8 @@ struct Core<'a, D> {
     cancel_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     abort_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     yielded: Counts,
+    /// Loop iterations, to space out the token checks.
+    ticks: u32,
     finished: bool,
 }
 
@@ -237,6 +258,7 @@ where
                 cancel_wait: None,
                 abort_wait: None,
                 yielded: Counts::default(),
+                ticks: 0,
                 finished: false,
             },
             span,
@@ -350,7 +372,9 @@ impl<'a, D: Driver> Core<'a, D> {
             }
             match self.calls.poll_next_unpin(cx) {
                 Poll::Ready(Some(done)) => {
-                    self.finish(done);
+                    if let Some(item) = self.finish(done) {
+                        return Poll::Ready(Some(item));
+                    }
                     continue;
                 }
                 Poll::Ready(None) => {
@@ -390,6 +414,13 @@ impl<'a, D: Driver> Core<'a, D> {
         };
         if self.inner.shared.is_shutting_down() {
             self.halt(StopReason::Shutdown);
+        } else if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|t| t.is_cancelled())
+        {
+            self.halt(StopReason::Cancelled);
         } else if self.deadline.is_some_and(|d| now >= d) {
             self.halt(StopReason::DeadlineExceeded);
         }
@@ -403,54 +434,58 @@ impl<'a, D: Driver> Core<'a, D> {
     {
         let workers = self.inner.shared.workers;
         loop {
-            if self.next.is_none() {
-                if self.input_done || !self.sink.can_pull(self.pulled) {
-                    return;
-                }
-                match input.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(raw)) => {
-                        let index = self.pulled;
-                        self.pulled += 1;
-                        self.sink.reserve(index);
-                        match raw.into_request() {
-                            Ok(request) => self.next = Some((index, request)),
-                            Err(e) => {
-                                self.invalid(index, e);
-                                // Yield it before taking more input, so a
-                                // run of bad inputs cannot pile up (in
-                                // ordered mode the window bounds them).
-                                if self.stop.is_some() || self.sink.has_ready() {
-                                    return;
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        self.input_done = true;
+            let (index, mut request) = match self.next.take() {
+                Some(parked) => parked,
+                None => {
+                    if self.input_done || !self.sink.can_pull(self.pulled) {
                         return;
                     }
-                    Poll::Pending => return,
+                    match input.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(raw)) => {
+                            let index = self.pulled;
+                            self.pulled += 1;
+                            self.sink.reserve(index);
+                            match raw.into_request() {
+                                Ok(request) => (index, request),
+                                Err(e) => {
+                                    self.invalid(index, e);
+                                    // Yield it before taking more input, so
+                                    // a run of bad inputs cannot pile up (in
+                                    // ordered mode the window bounds them).
+                                    if self.stop.is_some() || self.sink.has_ready() {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        Poll::Ready(None) => {
+                            self.input_done = true;
+                            return;
+                        }
+                        Poll::Pending => return,
+                    }
                 }
-            }
+            };
             // When this batch alone holds every permit, none can be free:
             // wait for our own requests instead of queueing for one.
             if self.acquiring.is_none() && self.calls.len() >= workers {
+                self.next = Some((index, request));
                 return;
             }
             let permit = match self.acquire(cx) {
                 Poll::Ready(Ok(permit)) => permit,
                 Poll::Ready(Err(_closed)) => {
+                    self.next = Some((index, request));
                     self.halt(StopReason::Shutdown);
                     return;
                 }
-                Poll::Pending => return,
+                Poll::Pending => {
+                    self.next = Some((index, request));
+                    return;
+                }
             };
-            let Some((index, mut request)) = self.next.take() else {
-                return;
-            };
-            let shared = &self.inner.shared;
-            let Some(ticket) = Ticket::enter(shared, permit) else {
+            let Some(ticket) = Ticket::enter(&self.inner.shared, permit) else {
                 self.next = Some((index, request));
                 self.halt(StopReason::Shutdown);
                 return;
@@ -488,12 +523,16 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
-    fn put(&mut self, index: usize, outcome: Outcome, elapsed: Duration) {
+    fn count(&mut self, outcome: &Outcome) {
         match outcome {
             Outcome::Response(_) => self.yielded.succeeded += 1,
             Outcome::Error(_) => self.yielded.failed += 1,
             Outcome::NotStarted(_) => self.yielded.not_started += 1,
         }
+    }
+
+    fn put(&mut self, index: usize, outcome: Outcome, elapsed: Duration) {
+        self.count(&outcome);
         self.sink.put(BatchItem {
             index,
             outcome,
@@ -519,7 +558,9 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
-    fn finish(&mut self, done: Done) {
+    /// Account for a finished call. Returns its item when it can be yielded
+    /// right away (the common case), skipping the sink.
+    fn finish(&mut self, done: Done) -> Option<BatchItem> {
         let now = Instant::now();
         let elapsed = record_done(&self.inner.shared, &done, now);
         let trigger = if self.stop.is_none() {
@@ -536,7 +577,13 @@ impl<'a, D: Driver> Core<'a, D> {
             Ok(r) => Outcome::Response(r),
             Err(e) => Outcome::Error(e),
         };
-        self.put(index, outcome, elapsed);
+        self.count(&outcome);
+        let item = BatchItem {
+            index,
+            outcome,
+            elapsed,
+        };
+        let direct = self.sink.take_if_next(item);
         if let Some(cancel) = trigger {
             self.halt(StopReason::FailFast { trigger: index });
             if cancel {
@@ -546,6 +593,7 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.deadline.is_some_and(|d| now >= d) {
             self.on_deadline();
         }
+        direct
     }
 
     /// Stop taking inputs (first reason wins). The input pulled but not
@@ -597,21 +645,26 @@ impl<'a, D: Driver> Core<'a, D> {
         self.cancel_in_flight(|| Error::Cancelled);
     }
 
-    /// Cheap checks (atomic loads) of the stop signals.
+    /// Cheap checks of the stop signals between items. `Pending` returns
+    /// register wakers instead ([`Core::poll_signals`]); these checks catch
+    /// a stop while the batch never has to wait (a fast driver). The
+    /// caller's token is read every 32 items: reading it takes its lock.
     fn check_signals(&mut self) {
         if self.stop.is_some() && self.calls.is_empty() {
             return;
         }
-        if self
-            .options
-            .cancel
-            .as_ref()
-            .is_some_and(|t| t.is_cancelled())
+        if self.inner.shared.is_aborted() {
+            self.on_abort();
+        }
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % 32 == 0
+            && self
+                .options
+                .cancel
+                .as_ref()
+                .is_some_and(|t| t.is_cancelled())
         {
             self.on_cancel();
-        }
-        if self.inner.shared.abort.is_cancelled() {
-            self.on_abort();
         }
     }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{BatchStream, IterInput, Mode};
 use crate::options::BatchOptions;
-use crate::result::{BatchItem, BatchResult, Outcome, StopReason};
+use crate::result::{BatchItem, BatchResult, Outcome};
 use crate::stats::{BatchStats, Finish, StatsCore};
 
 /// The layer name used in [`Error::Stopped`].
@@ -45,11 +45,16 @@ pub(crate) struct Shared {
     /// Notified when the last in-flight request ends during a shutdown.
     idle: Notify,
     /// Cancelled when a shutdown gives up waiting: every batch drops its
-    /// in-flight requests.
+    /// in-flight requests. `aborted` mirrors it for a lock-free check.
     pub(crate) abort: CancellationToken,
+    aborted: AtomicBool,
 }
 
 impl Shared {
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
@@ -404,6 +409,7 @@ impl<D: Driver> BatchExecutorBuilder<D> {
                     shutting_down: AtomicBool::new(false),
                     idle: Notify::new(),
                     abort: CancellationToken::new(),
+                    aborted: AtomicBool::new(false),
                 },
                 driver: self.driver,
             }),
@@ -475,37 +481,27 @@ impl<D: Driver> BatchExecutor<D> {
     {
         let iter = inputs.into_iter();
         let (lower, upper) = iter.size_hint();
-        let stream = BatchStream::new(self, IterInput::new(iter), options, Mode::Unordered, upper);
+        // In input order with an unbounded window: the whole result is held
+        // anyway, and items then arrive ready to append.
+        let stream = BatchStream::new(
+            self,
+            IterInput::new(iter),
+            options,
+            Mode::Ordered(usize::MAX),
+            upper,
+        );
         let mut stream = pin!(stream);
-        let mut slots: Vec<Option<BatchItem>> = Vec::with_capacity(lower);
+        let mut items: Vec<BatchItem> = Vec::with_capacity(lower);
         while let Some(item) = stream.next().await {
-            let i = item.index;
-            if i >= slots.len() {
-                slots.resize_with(i + 1, || None);
-            }
-            slots[i] = Some(item);
+            debug_assert_eq!(item.index, items.len(), "items arrive in input order");
+            items.push(item);
         }
         let parts = stream.as_mut().finish_batch();
         debug_assert_eq!(
-            slots.len(),
+            items.len(),
             parts.pulled,
             "every pulled input yields one item"
         );
-        slots.resize_with(parts.pulled, || None);
-        let (mut succeeded, mut failed, mut not_started) = (0, 0, 0);
-        let reason = parts.stopped.unwrap_or(StopReason::Cancelled);
-        let mut items: Vec<BatchItem> = slots
-            .into_iter()
-            .enumerate()
-            .map(|(index, slot)| {
-                debug_assert!(slot.is_some(), "input {index} got no outcome");
-                slot.unwrap_or(BatchItem {
-                    index,
-                    outcome: Outcome::NotStarted(reason),
-                    elapsed: Duration::ZERO,
-                })
-            })
-            .collect();
         if let Some(reason) = parts.stopped {
             let start = items.len();
             items.extend((start..start + parts.unstarted).map(|index| BatchItem {
@@ -514,6 +510,7 @@ impl<D: Driver> BatchExecutor<D> {
                 elapsed: Duration::ZERO,
             }));
         }
+        let (mut succeeded, mut failed, mut not_started) = (0, 0, 0);
         for item in &items {
             match item.outcome {
                 Outcome::Response(_) => succeeded += 1,
@@ -678,6 +675,7 @@ impl<D: Driver> BatchExecutor<D> {
             return ShutdownOutcome::Drained;
         }
         tracing::debug!(target: "httpclient_batch", cancelled, "shutdown: cancelling requests in flight");
+        shared.aborted.store(true, Ordering::Release);
         shared.abort.cancel();
         shared.wait_idle().await;
         ShutdownOutcome::Aborted { cancelled }

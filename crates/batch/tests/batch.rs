@@ -661,3 +661,42 @@ async fn result_helpers_agree_with_the_items() {
     assert_eq!(responses[1].as_ref().unwrap().status(), 503);
     let _ = Arc::new(());
 }
+
+/// Answers at once and cancels `token` on its 10th call: a batch over it
+/// never waits, so only the between-items check can notice the token.
+struct CancelsOnTenth {
+    token: CancellationToken,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[httpclient_core::async_trait]
+impl Driver for CancelsOnTenth {
+    async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 9 {
+            self.token.cancel();
+        }
+        Ok(httpclient_core::Response::new(
+            httpclient_core::http::StatusCode::OK,
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_never_waits_still_notices_its_token() {
+    let token = CancellationToken::new();
+    let driver = CancelsOnTenth {
+        token: token.clone(),
+        calls: Default::default(),
+    };
+    let exec = BatchExecutor::new(driver, 4).unwrap();
+    let options = BatchOptions::builder().cancel_token(token).build().unwrap();
+    let result = exec.execute_batch_with(urls(10_000), options).await;
+    assert_eq!(result.stopped, Some(StopReason::Cancelled));
+    // Checked every 32 loop turns: the stop lands within a few dozen items.
+    assert!(
+        result.succeeded >= 10 && result.succeeded <= 10 + 64,
+        "{}",
+        result.succeeded
+    );
+    assert_eq!(result.succeeded + result.not_started, 10_000);
+}
