@@ -52,12 +52,14 @@ pub(crate) enum HopBody {
     Bytes { bytes: Bytes, rewindable: bool },
     /// A one-shot stream (already taken out of the request).
     Stream(BodyStream),
+    /// A stream that has been handed to curl: it cannot be sent again.
+    Spent,
 }
 
 impl HopBody {
     /// Whether a 307/308 redirect can send this body again.
     pub(crate) fn is_replayable(&self) -> bool {
-        !matches!(self, HopBody::Stream(_))
+        !matches!(self, HopBody::Stream(_) | HopBody::Spent)
     }
 
     /// A copy for the next hop (`None` for a stream).
@@ -68,7 +70,7 @@ impl HopBody {
                 bytes: bytes.clone(),
                 rewindable: *rewindable,
             }),
-            HopBody::Stream(_) => None,
+            HopBody::Stream(_) | HopBody::Spent => None,
         }
     }
 
@@ -77,15 +79,15 @@ impl HopBody {
         match self {
             HopBody::Empty => true,
             HopBody::Bytes { bytes, .. } => bytes.is_empty(),
-            HopBody::Stream(_) => false,
+            HopBody::Stream(_) | HopBody::Spent => false,
         }
     }
 
     /// The isahc body for this hop. Takes a stream out (a stream can be
     /// sent once); buffered bodies stay for a possible redirect.
-    pub(crate) fn to_isahc(&mut self) -> AsyncBody {
+    pub(crate) fn take_for_isahc(&mut self) -> AsyncBody {
         match self {
-            HopBody::Empty => AsyncBody::empty(),
+            HopBody::Empty | HopBody::Spent => AsyncBody::empty(),
             HopBody::Bytes { bytes, .. } if bytes.is_empty() => AsyncBody::empty(),
             HopBody::Bytes {
                 bytes,
@@ -95,7 +97,7 @@ impl HopBody {
                 bytes,
                 rewindable: false,
             } => AsyncBody::from_reader_sized(Cursor::new(bytes.clone()), bytes.len() as u64),
-            HopBody::Stream(_) => match std::mem::replace(self, HopBody::Empty) {
+            HopBody::Stream(_) => match std::mem::replace(self, HopBody::Spent) {
                 HopBody::Stream(s) => AsyncBody::from_reader(StreamReader::new(s)),
                 _ => AsyncBody::empty(),
             },
@@ -302,12 +304,13 @@ mod tests {
             rewindable: false,
         };
         assert!(b.is_replayable());
-        assert_eq!(b.to_isahc().len(), Some(3));
+        assert_eq!(b.take_for_isahc().len(), Some(3));
         assert!(b.replay().is_some());
         let items: Vec<Result<Bytes, BoxError>> = vec![];
         let mut s = HopBody::Stream(Box::pin(stream::iter(items)));
         assert!(!s.is_replayable() && s.replay().is_none());
-        assert_eq!(s.to_isahc().len(), None);
-        assert!(matches!(s, HopBody::Empty));
+        assert_eq!(s.take_for_isahc().len(), None);
+        assert!(matches!(s, HopBody::Spent));
+        assert!(!s.is_replayable() && s.replay().is_none());
     }
 }

@@ -172,7 +172,8 @@ impl IsahcDriver {
                 RedirectPolicy::None => false,
                 RedirectPolicy::Limit(max) => redirects < max,
             };
-            let isahc_request = hop.to_isahc(remaining, self.config.user_agent.as_ref(), keep)?;
+            let isahc_request =
+                hop.build_isahc(remaining, self.config.user_agent.as_ref(), keep)?;
             let response = self
                 .client
                 .send_async(isahc_request)
@@ -356,7 +357,7 @@ impl Hop {
         })
     }
 
-    fn to_isahc(
+    fn build_isahc(
         &mut self,
         timeout: Duration,
         user_agent: Option<&HeaderValue>,
@@ -390,7 +391,7 @@ impl Hop {
             *h = headers;
         }
         builder
-            .body(self.body.to_isahc())
+            .body(self.body.take_for_isahc())
             .map_err(|e| Error::InvalidRequest {
                 reason: "isahc rejected the request".into(),
                 source: Some(Box::new(e)),

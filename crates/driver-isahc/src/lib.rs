@@ -32,7 +32,7 @@
 //!   byte. The driver makes that impossible for requests that are not safe
 //!   to retry (a non-idempotent method not marked `retry_safe`, with a
 //!   body): their body is handed to curl as non-rewindable, so curl fails
-//!   with [`Error::ResetBeforeResponse`] instead of sending it twice, and
+//!   with [`Error::ResetBeforeResponse`](httpclient_core::Error::ResetBeforeResponse) instead of sending it twice, and
 //!   the pool layer decides. For idempotent requests (and bodiless ones,
 //!   which curl needs no rewind for) curl's re-send on a stale connection
 //!   remains, as in Go's `net/http`: the server may count two requests for
@@ -40,7 +40,7 @@
 //! * **Timeouts** follow core's precedence: the request's own timeout,
 //!   else the driver's default (30 s), bounds the whole attempt, including
 //!   every redirect hop and reading the body. A connect that runs out
-//!   (`connect_timeout`, default 10 s) is [`Error::Timeout`] with phase
+//!   (`connect_timeout`, default 10 s) is [`Error::Timeout`](httpclient_core::Error::Timeout) with phase
 //!   `Connect`.
 //! * **Bodies** are read inside `execute` up to `max_body_bytes`
 //!   (default 64 MiB; a `Content-Length` over it fails before reading), so
@@ -53,7 +53,7 @@
 //!   `HEAD`), 307/308 keep method and body (a one-shot streaming body ends
 //!   the chain and the 307/308 is returned); credentials and cookies are
 //!   dropped when the origin changes; the 11th is an
-//!   [`Error::Driver`] whose source is [`TooManyRedirects`] (the same kind
+//!   [`Error::Driver`](httpclient_core::Error::Driver) whose source is [`TooManyRedirects`] (the same kind
 //!   the reqwest driver reports). The driver follows
 //!   them itself rather than letting isahc do it, so the timeout spans the
 //!   chain and redirect bodies are drained for connection reuse.
