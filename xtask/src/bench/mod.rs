@@ -188,7 +188,7 @@ impl BenchConfig {
             pairs: args.pairs.unwrap_or(if quick { 12 } else { 100 }),
             slice_requests: if quick { 1_000 } else { 2_000 },
             absolute_requests: if quick { 5_000 } else { 20_000 },
-            scenario_time_limit: Duration::from_secs(if quick { 20 } else { 180 }),
+            scenario_time_limit: Duration::from_secs(if quick { 8 } else { 180 }),
             slice_timeout: Duration::from_secs(30),
         }
     }
