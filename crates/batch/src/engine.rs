@@ -47,6 +47,7 @@ use tracing::Span;
 use crate::executor::{BatchExecutor, Call, Done, Inner, Ticket, record_done, trace_failure};
 use crate::options::{BatchOptions, Deadline};
 use crate::result::{BatchItem, Outcome, StopReason};
+use crate::stats::LocalStats;
 
 /// Result order of a stream.
 #[derive(Debug, Clone, Copy)]
@@ -104,22 +105,23 @@ impl Sink {
         }
     }
 
-    /// `Some(item)` when `item` is the next one to yield and nothing is
-    /// waiting before it (so it can skip the buffer); otherwise it is stored
-    /// and `None` is returned.
-    fn take_if_next(&mut self, item: BatchItem) -> Option<BatchItem> {
+    /// Whether the item for input `index` is the next to yield with
+    /// nothing waiting before it (so it can skip the buffer).
+    #[inline]
+    fn is_next(&self, index: usize) -> bool {
         match self {
-            Sink::Unordered(q) if q.is_empty() => Some(item),
-            Sink::Ordered { head, buf, .. } if item.index == *head => {
-                debug_assert!(buf.front().is_some_and(Option::is_none));
-                buf.pop_front();
-                *head += 1;
-                Some(item)
-            }
-            _ => {
-                self.put(item);
-                None
-            }
+            Sink::Unordered(q) => q.is_empty(),
+            Sink::Ordered { head, .. } => index == *head,
+        }
+    }
+
+    /// The next item is being yielded directly: free its slot.
+    #[inline]
+    fn skip_next(&mut self) {
+        if let Sink::Ordered { head, buf, .. } = self {
+            debug_assert!(buf.front().is_some_and(Option::is_none));
+            buf.pop_front();
+            *head += 1;
         }
     }
 
@@ -155,8 +157,10 @@ struct Core<'a, D> {
     options: BatchOptions,
     calls: FuturesUnordered<Call<'a>>,
     sink: Sink,
-    /// An input taken and built, waiting for a worker slot.
-    next: Option<(usize, Request)>,
+    /// Permits of finished requests kept for the next ones (merged into
+    /// one), only while nobody else waits for a permit and only until this
+    /// batch next waits.
+    spare: Option<SemaphorePermit<'a>>,
     acquiring: Option<AcquireFuture<'a>>,
     pulled: usize,
     input_done: bool,
@@ -167,6 +171,8 @@ struct Core<'a, D> {
     cancel_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     abort_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     yielded: Counts,
+    /// This batch's responses not yet published to the executor's stats.
+    local: LocalStats<'a>,
     /// Loop iterations, to space out the token checks.
     ticks: u32,
     finished: bool,
@@ -193,9 +199,10 @@ pin_project! {
     ///   are reported (as errors when they were cancelled), then the stream
     ///   ends. Inputs never pulled stay in the source — they are *not*
     ///   reported, so an endless or channel-fed source cannot keep a stopped
-    ///   stream alive. [`BatchStream::pulled`] says how many were taken.
-    ///   The one input that may have been pulled without being started is
-    ///   reported as [`Outcome::NotStarted`].
+    ///   stream alive. [`BatchStream::pulled`] says how many were taken. An
+    ///   input is taken only once a worker slot is in hand, so an input
+    ///   pulled but not sent is rare: only one that meets a shutdown in that
+    ///   instant, reported as [`Outcome::NotStarted`].
     /// * Requests make progress only while the stream is polled (see the
     ///   [crate docs](crate#no-task-per-request)); dropping it drops them.
     ///
@@ -247,7 +254,7 @@ where
                 options,
                 calls: FuturesUnordered::new(),
                 sink: Sink::new(mode),
-                next: None,
+                spare: None,
                 acquiring: None,
                 pulled: 0,
                 input_done: false,
@@ -258,6 +265,7 @@ where
                 cancel_wait: None,
                 abort_wait: None,
                 yielded: Counts::default(),
+                local: LocalStats::new(&inner.shared.stats),
                 ticks: 0,
                 finished: false,
             },
@@ -378,11 +386,9 @@ impl<'a, D: Driver> Core<'a, D> {
                     continue;
                 }
                 Poll::Ready(None) => {
-                    if self.next.is_none()
-                        && (self.input_done || self.stop.is_some())
-                        && !self.sink.has_ready()
-                    {
+                    if (self.input_done || self.stop.is_some()) && !self.sink.has_ready() {
                         self.finished = true;
+                        self.local.publish();
                         tracing::debug!(
                             target: "httpclient_batch",
                             pulled = self.pulled,
@@ -399,6 +405,10 @@ impl<'a, D: Driver> Core<'a, D> {
             if self.poll_signals(cx) {
                 continue;
             }
+            // Waiting: give kept permits back so other callers can run, and
+            // publish the stats.
+            self.spare = None;
+            self.local.publish();
             return Poll::Pending;
         }
     }
@@ -427,6 +437,10 @@ impl<'a, D: Driver> Core<'a, D> {
     }
 
     /// Take inputs and start requests while worker slots are free.
+    ///
+    /// A permit is obtained *before* an input is taken, so an input goes
+    /// straight from the source to the driver and is never held while the
+    /// batch waits for a slot.
     fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>)
     where
         S: Stream,
@@ -434,67 +448,110 @@ impl<'a, D: Driver> Core<'a, D> {
     {
         let workers = self.inner.shared.workers;
         loop {
-            let (index, mut request) = match self.next.take() {
-                Some(parked) => parked,
+            if self.input_done || !self.sink.can_pull(self.pulled) {
+                return;
+            }
+            let permit = match self.take_spare() {
+                // A kept permit outlives a shutdown's closing of the
+                // semaphore: check before taking an input with it.
+                Some(_) if self.inner.shared.is_shutting_down() => {
+                    self.halt(StopReason::Shutdown);
+                    return;
+                }
+                Some(permit) => permit,
                 None => {
-                    if self.input_done || !self.sink.can_pull(self.pulled) {
+                    // When this batch alone holds every permit, none can be
+                    // free: wait for our own requests instead of queueing.
+                    if self.acquiring.is_none() && self.calls.len() >= workers {
                         return;
                     }
-                    match input.as_mut().poll_next(cx) {
-                        Poll::Ready(Some(raw)) => {
-                            let index = self.pulled;
-                            self.pulled += 1;
-                            self.sink.reserve(index);
-                            match raw.into_request() {
-                                Ok(request) => (index, request),
-                                Err(e) => {
-                                    self.invalid(index, e);
-                                    // Yield it before taking more input, so
-                                    // a run of bad inputs cannot pile up (in
-                                    // ordered mode the window bounds them).
-                                    if self.stop.is_some() || self.sink.has_ready() {
-                                        return;
-                                    }
-                                    continue;
-                                }
-                            }
-                        }
-                        Poll::Ready(None) => {
-                            self.input_done = true;
+                    match self.acquire(cx) {
+                        Poll::Ready(Ok(permit)) => permit,
+                        Poll::Ready(Err(_closed)) => {
+                            self.halt(StopReason::Shutdown);
                             return;
                         }
                         Poll::Pending => return,
                     }
                 }
             };
-            // When this batch alone holds every permit, none can be free:
-            // wait for our own requests instead of queueing for one.
-            if self.acquiring.is_none() && self.calls.len() >= workers {
-                self.next = Some((index, request));
-                return;
-            }
-            let permit = match self.acquire(cx) {
-                Poll::Ready(Ok(permit)) => permit,
-                Poll::Ready(Err(_closed)) => {
-                    self.next = Some((index, request));
-                    self.halt(StopReason::Shutdown);
+            match input.as_mut().poll_next(cx) {
+                Poll::Ready(Some(raw)) => {
+                    let index = self.pulled;
+                    self.pulled += 1;
+                    self.sink.reserve(index);
+                    match raw.into_request() {
+                        Ok(request) => {
+                            if !self.start(index, request, permit) {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            self.keep_spare(permit);
+                            self.invalid(index, e);
+                            // Yield it before taking more input, so a run of
+                            // bad inputs cannot pile up (in ordered mode the
+                            // window bounds them).
+                            if self.stop.is_some() || self.sink.has_ready() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.input_done = true;
+                    self.spare = None;
                     return;
                 }
                 Poll::Pending => {
-                    self.next = Some((index, request));
+                    self.keep_spare(permit);
                     return;
                 }
-            };
-            let Some(ticket) = Ticket::enter(&self.inner.shared, permit) else {
-                self.next = Some((index, request));
-                self.halt(StopReason::Shutdown);
-                return;
-            };
-            if request.options().timeout.is_none() {
-                request.options_mut().timeout = self.request_timeout;
             }
-            self.calls
-                .push(Call::start(&self.inner.driver, ticket, index, request));
+        }
+    }
+
+    /// Hand a request to the driver; `false` when the executor is shutting
+    /// down (the request is reported as not started and the batch stops).
+    #[inline]
+    fn start(&mut self, index: usize, mut request: Request, permit: SemaphorePermit<'a>) -> bool {
+        let Some(ticket) = Ticket::enter(&self.inner.shared) else {
+            drop(permit);
+            self.inner.shared.stats.record_not_started(1);
+            self.put(
+                index,
+                Outcome::NotStarted(StopReason::Shutdown),
+                Duration::ZERO,
+            );
+            self.halt(StopReason::Shutdown);
+            return false;
+        };
+        if request.options().timeout.is_none() {
+            request.options_mut().timeout = self.request_timeout;
+        }
+        self.calls.push(Call::start(
+            &self.inner.driver,
+            ticket,
+            permit,
+            index,
+            request,
+        ));
+        true
+    }
+
+    fn take_spare(&mut self) -> Option<SemaphorePermit<'a>> {
+        let spare = self.spare.as_mut()?;
+        if spare.num_permits() > 1 {
+            spare.split(1)
+        } else {
+            self.spare.take()
+        }
+    }
+
+    fn keep_spare(&mut self, permit: SemaphorePermit<'a>) {
+        match self.spare.as_mut() {
+            Some(spare) => spare.merge(permit),
+            None => self.spare = Some(permit),
         }
     }
 
@@ -502,12 +559,10 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.acquiring.is_none() {
             match self.inner.shared.semaphore.try_acquire() {
                 Ok(permit) => return Poll::Ready(Ok(permit)),
-                Err(TryAcquireError::Closed) => {
-                    // Produce the same error type the waiting path gives.
-                    self.acquiring = Some(Box::pin(self.inner.shared.semaphore.acquire()));
-                }
-                Err(TryAcquireError::NoPermits) => {
-                    self.acquiring = Some(Box::pin(self.inner.shared.semaphore.acquire()));
+                // `Closed` goes through the waiting path too: it fails at
+                // once with the same error.
+                Err(TryAcquireError::Closed | TryAcquireError::NoPermits) => {
+                    self.acquiring = Some(Box::pin(self.inner.shared.acquire_slow()));
                 }
             }
         }
@@ -560,30 +615,33 @@ impl<'a, D: Driver> Core<'a, D> {
 
     /// Account for a finished call. Returns its item when it can be yielded
     /// right away (the common case), skipping the sink.
-    fn finish(&mut self, done: Done) -> Option<BatchItem> {
+    #[inline]
+    fn finish(&mut self, mut done: Done<'a>) -> Option<BatchItem> {
+        if let Some(permit) = done.permit.take() {
+            if self.stop.is_none() && !self.input_done && !self.inner.shared.has_waiters() {
+                self.keep_spare(permit);
+            }
+        }
         let now = Instant::now();
-        let elapsed = record_done(&self.inner.shared, &done, now);
+        record_done(&self.inner.shared, Some(&mut self.local), &mut done, now);
         let trigger = if self.stop.is_none() {
             self.options
                 .fail_fast
                 .as_ref()
-                .filter(|ff| ff.triggers(&done.result))
+                .filter(|ff| ff.triggers_on_outcome(&done.item.outcome))
                 .map(|ff| ff.cancels_in_flight())
         } else {
             None
         };
-        let index = done.index;
-        let outcome = match done.result {
-            Ok(r) => Outcome::Response(r),
-            Err(e) => Outcome::Error(e),
+        let index = done.item.index;
+        self.count(&done.item.outcome);
+        let direct = if self.sink.is_next(index) {
+            self.sink.skip_next();
+            Some(done.item)
+        } else {
+            self.sink.put(done.item);
+            None
         };
-        self.count(&outcome);
-        let item = BatchItem {
-            index,
-            outcome,
-            elapsed,
-        };
-        let direct = self.sink.take_if_next(item);
         if let Some(cancel) = trigger {
             self.halt(StopReason::FailFast { trigger: index });
             if cancel {
@@ -596,18 +654,14 @@ impl<'a, D: Driver> Core<'a, D> {
         direct
     }
 
-    /// Stop taking inputs (first reason wins). The input pulled but not
-    /// started, if any, is reported as not started.
+    /// Stop taking inputs (first reason wins).
     fn halt(&mut self, reason: StopReason) {
         if self.stop.is_some() {
             return;
         }
         self.stop = Some(reason);
         self.acquiring = None;
-        if let Some((index, _request)) = self.next.take() {
-            self.inner.shared.stats.record_not_started(1);
-            self.put(index, Outcome::NotStarted(reason), Duration::ZERO);
-        }
+        self.spare = None;
     }
 
     /// Drop every request in flight, reporting each with `error()` — or as

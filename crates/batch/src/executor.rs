@@ -5,7 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,14 +15,14 @@ use httpclient_core::http::Method;
 use httpclient_core::{
     ConfigError, Driver, Error, IntoRequest, Origin, Request, Response, async_trait,
 };
-use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+use tokio::sync::{AcquireError, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{BatchStream, IterInput, Mode};
 use crate::options::BatchOptions;
 use crate::result::{BatchItem, BatchResult, Outcome};
-use crate::stats::{BatchStats, Finish, StatsCore};
+use crate::stats::{BatchStats, Finish, LocalStats, StatsCore};
 
 /// The layer name used in [`Error::Stopped`].
 pub(crate) const LAYER: &str = "BatchExecutor";
@@ -48,9 +48,30 @@ pub(crate) struct Shared {
     /// in-flight requests. `aborted` mirrors it for a lock-free check.
     pub(crate) abort: CancellationToken,
     aborted: AtomicBool,
+    /// Callers queued for a worker permit right now. A batch keeps the
+    /// permit of a finished request for its next one only while nobody
+    /// waits, so sharing stays first come, first served.
+    waiting: AtomicUsize,
 }
 
 impl Shared {
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// Wait for one permit (the slow path), counted in `waiting`.
+    pub(crate) async fn acquire_slow(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.semaphore.acquire().await
+    }
+
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
     }
@@ -72,30 +93,24 @@ impl Shared {
     }
 }
 
-/// The right to run one request: a worker permit plus a place in the
-/// in-flight gauge. Dropping it (the request finished, or its future was
-/// dropped) gives both back at once, so cancelling frees capacity.
+/// A place in the in-flight gauge. Dropping it (the request finished, or
+/// its future was dropped) lowers the gauge and wakes a waiting shutdown.
 pub(crate) struct Ticket<'a> {
     shared: &'a Shared,
-    _permit: SemaphorePermit<'a>,
 }
 
 impl<'a> Ticket<'a> {
-    /// Take an in-flight slot with `permit`; `None` when the executor is
-    /// shutting down (the permit is returned).
+    /// Take an in-flight slot; `None` when the executor is shutting down.
     ///
     /// The gauge is raised *before* the shutdown flag is read, and shutdown
     /// sets the flag before it reads the gauge (both `SeqCst`), so either
     /// this request backs off or shutdown waits for it — never neither.
-    pub(crate) fn enter(shared: &'a Shared, permit: SemaphorePermit<'a>) -> Option<Self> {
+    pub(crate) fn enter(shared: &'a Shared) -> Option<Self> {
         shared
             .stats
             .in_flight_gauge()
             .fetch_add(1, Ordering::SeqCst);
-        let ticket = Ticket {
-            shared,
-            _permit: permit,
-        };
+        let ticket = Ticket { shared };
         if shared.is_shutting_down() {
             return None; // dropping `ticket` lowers the gauge again
         }
@@ -118,17 +133,21 @@ impl Drop for Ticket<'_> {
 
 type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
-/// What a finished call hands back to its batch.
-pub(crate) struct Done {
-    pub(crate) index: usize,
-    pub(crate) result: Result<Response, Error>,
+/// What a finished call hands back to its batch, including its worker
+/// permit (the batch may reuse it for its next request).
+pub(crate) struct Done<'a> {
+    pub(crate) permit: Option<SemaphorePermit<'a>>,
+    /// The item as it will be yielded (its `elapsed` is filled in by
+    /// [`record_done`]); built in place so the response is not copied
+    /// again on its way out.
+    pub(crate) item: BatchItem,
     pub(crate) started: Instant,
     pub(crate) epoch: u16,
-    pub(crate) trace: Option<(Method, Origin)>,
+    pub(crate) trace: Option<Box<(Method, Origin)>>,
 }
 
-/// One driver call in flight: the driver's future, its ticket, and what the
-/// stats need. Polling catches panics; dropping it before it finished counts
+/// One driver call in flight: the driver's future, its worker permit, its
+/// place in the in-flight gauge, and what the stats need. Polling catches panics; dropping it before it finished counts
 /// the request as cancelled.
 ///
 /// A request counts as started (in the stats, and for its latency) at its
@@ -139,8 +158,9 @@ pub(crate) struct Call<'a> {
     index: usize,
     /// Set at the first poll.
     started: Option<(Instant, u16)>,
-    trace: Option<(Method, Origin)>,
+    trace: Option<Box<(Method, Origin)>>,
     ticket: Option<Ticket<'a>>,
+    permit: Option<SemaphorePermit<'a>>,
 }
 
 impl<'a> Call<'a> {
@@ -148,11 +168,12 @@ impl<'a> Call<'a> {
     pub(crate) fn start<D: Driver>(
         driver: &'a D,
         ticket: Ticket<'a>,
+        permit: SemaphorePermit<'a>,
         index: usize,
         request: Request,
     ) -> Self {
         let trace = tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG)
-            .then(|| (request.method().clone(), request.origin().clone()));
+            .then(|| Box::new((request.method().clone(), request.origin().clone())));
         // `execute` is usually an `async` body that runs only when polled,
         // but a hand-written driver may do work (and panic) right here.
         let fut: CallFuture<'a> =
@@ -166,6 +187,7 @@ impl<'a> Call<'a> {
             started: None,
             trace,
             ticket: Some(ticket),
+            permit: Some(permit),
         }
     }
 
@@ -187,10 +209,10 @@ impl<'a> Call<'a> {
     }
 }
 
-impl Future for Call<'_> {
-    type Output = Done;
+impl<'a> Future for Call<'a> {
+    type Output = Done<'a>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
         let (started, epoch) = match this.started {
             Some(s) => s,
@@ -210,11 +232,17 @@ impl Future for Call<'_> {
             Ok(Poll::Ready(result)) => result,
             Err(payload) => Err(Error::from_panic(payload)),
         };
-        // Free the worker slot before anything else happens.
         this.ticket = None;
         Poll::Ready(Done {
-            index: this.index,
-            result,
+            permit: this.permit.take(),
+            item: BatchItem {
+                index: this.index,
+                outcome: match result {
+                    Ok(r) => Outcome::Response(r),
+                    Err(e) => Outcome::Error(e),
+                },
+                elapsed: Duration::ZERO,
+            },
             started,
             epoch,
             trace: this.trace.take(),
@@ -240,26 +268,36 @@ impl Drop for Call<'_> {
     }
 }
 
-/// Record a finished call in the stats and the trace; returns how long it
-/// ran.
-pub(crate) fn record_done(shared: &Shared, done: &Done, now: Instant) -> Duration {
-    match &done.result {
-        Ok(resp) => {
-            shared.stats.record_finish(
+/// Record a finished call in the stats and the trace, and set its item's
+/// `elapsed`. Responses go through `local` when the caller has one (a
+/// batch), errors are published at once.
+#[inline]
+pub(crate) fn record_done(
+    shared: &Shared,
+    local: Option<&mut LocalStats<'_>>,
+    done: &mut Done<'_>,
+    now: Instant,
+) {
+    let latency = now.saturating_duration_since(done.started);
+    done.item.elapsed = latency;
+    match &done.item.outcome {
+        Outcome::Response(resp) => match local {
+            Some(local) => local.response(done.epoch, done.started, now, latency, resp.status()),
+            None => shared.stats.record_finish(
                 done.epoch,
                 done.started,
                 now,
                 Finish::Response(resp.status()),
-            );
-        }
-        Err(e) => {
+            ),
+        },
+        Outcome::Error(e) => {
             shared
                 .stats
                 .record_finish(done.epoch, done.started, now, Finish::Error(e));
-            trace_failure(done.index, done.trace.as_ref(), e);
+            trace_failure(done.item.index, done.trace.as_deref(), e);
         }
+        Outcome::NotStarted(_) => {}
     }
-    now.saturating_duration_since(done.started)
 }
 
 pub(crate) fn trace_failure(index: usize, trace: Option<&(Method, Origin)>, e: &Error) {
@@ -410,6 +448,7 @@ impl<D: Driver> BatchExecutorBuilder<D> {
                     idle: Notify::new(),
                     abort: CancellationToken::new(),
                     aborted: AtomicBool::new(false),
+                    waiting: AtomicUsize::new(0),
                 },
                 driver: self.driver,
             }),
@@ -711,7 +750,7 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         }
         let permit = match shared.semaphore.try_acquire() {
             Ok(p) => p,
-            Err(_) => match shared.semaphore.acquire().await {
+            Err(_) => match shared.acquire_slow().await {
                 Ok(p) => p,
                 Err(_closed) => {
                     shared.stats.record_not_started(1);
@@ -719,14 +758,14 @@ impl<D: Driver> Driver for BatchExecutor<D> {
                 }
             },
         };
-        let Some(ticket) = Ticket::enter(shared, permit) else {
+        let Some(ticket) = Ticket::enter(shared) else {
             shared.stats.record_not_started(1);
             return Err(stopped());
         };
         if request.options().timeout.is_none() {
             request.options_mut().timeout = shared.request_timeout;
         }
-        let mut call = Call::start(&inner.driver, ticket, 0, request);
+        let mut call = Call::start(&inner.driver, ticket, permit, 0, request);
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {
@@ -739,9 +778,14 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         })
         .await;
         match done {
-            Some(done) => {
-                record_done(shared, &done, Instant::now());
-                done.result
+            Some(mut done) => {
+                record_done(shared, None, &mut done, Instant::now());
+                match done.item.outcome {
+                    Outcome::Response(r) => Ok(r),
+                    Outcome::Error(e) => Err(e),
+                    // A call always ends with a response or an error.
+                    Outcome::NotStarted(_) => Err(stopped()),
+                }
             }
             None => match call.abandon("cancelled") {
                 Some(_) => Err(Error::Cancelled),

@@ -114,6 +114,14 @@ impl FailFast {
         }
     }
 
+    pub(crate) fn triggers_on_outcome(&self, outcome: &crate::Outcome) -> bool {
+        match outcome {
+            crate::Outcome::Response(r) => self.on_status.as_ref().is_some_and(|p| p(r.status())),
+            crate::Outcome::Error(e) => self.triggers_on_error(e),
+            crate::Outcome::NotStarted(_) => false,
+        }
+    }
+
     pub(crate) fn triggers_on_error(&self, e: &Error) -> bool {
         self.on_error.as_ref().is_some_and(|p| p(e))
     }
