@@ -84,6 +84,10 @@ mod quota;
 pub mod state;
 mod stats;
 
+/// The core crate (`Driver`, `Request`, `Error`, …), re-exported so a user
+/// of this crate alone can name them.
+pub use httpclient_core;
+
 pub use clock::{Clock, Precision, Sleep, TokioClock};
 pub use executor::{RateLimitedExecutor, RateLimitedExecutorBuilder, RateLimiterStats};
 pub use keyed::{KeyedRateLimitedExecutor, KeyedRateLimitedExecutorBuilder, KeyedStats};

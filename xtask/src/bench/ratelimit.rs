@@ -1,16 +1,461 @@
-//! Scenarios for `httpclient-ratelimit` (the rate-limit engineer fills
-//! these in).
+//! Scenarios for `httpclient-ratelimit`: rate accuracy against governor,
+//! and the limiter's own overhead.
 //!
-//! Expected here: the limiter's overhead against an unlimited driver at a
-//! rate far above what the machine reaches (ratio of `rps`), the accuracy
-//! of the achieved rate as an absolute `achieved_ratio` record with a
-//! `Threshold::Within` bound, and a comparison with `governor` (add it as an
-//! optional dependency behind the `bench` feature). See the recipe in
-//! [`super`].
+//! * `ratelimit/1000-b1`, `ratelimit/100-b1` — 64 callers loop "take a
+//!   permit, then GET `/` on the test server" for 5 s (10 s at 100/s; 2 s
+//!   each with `--quick`). Each caller notes the instant it is released (its
+//!   permit future returned). From those instants:
+//!   `achieved_ratio` = releases after the burst ÷ (rate × time from the
+//!   first to the last release), `max_100ms` = most releases in any sliding
+//!   100 ms window (bound: rate·0.1 s + burst + rate·max release lag), and the
+//!   release lag (release − grant instant) percentiles. governor
+//!   (`RateLimiter::direct(Quota::per_second(r).allow_burst(1))`,
+//!   `until_ready`) runs the same loop in the same run and is the baseline;
+//!   our limiter is also run with `Precision::Fine` (`fine_*` metrics).
+//!   `cpu_pct` is process CPU over wall time (the server is a child process,
+//!   not counted).
+//! * `ratelimit/20000-b1` — the same at 20,000/s with no I/O after the
+//!   permit (the loopback server cannot take 20k/s here).
+//! * `ratelimit/acquire` — uncontended `Limiter::acquire` with permits
+//!   always available: ns per call, median of runs.
+//! * `ratelimit/noop` — `RateLimitedExecutor` over a no-op driver with
+//!   permits always available: permits per second, sequential calls.
 
-use super::Scenario;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// The rate-limit scenarios (none yet).
+use httpclient_ratelimit::httpclient_core::{self as core, Driver, async_trait};
+use httpclient_ratelimit::{Limiter, Precision, Quota, RateLimitedExecutor};
+
+use super::cpu::process_cpu_time;
+use super::load::{plain_reqwest_client, reqwest_get};
+use super::{BenchCtx, BenchError, Record, Scenario};
+use crate::stats::{Threshold, median, quantile_sorted};
+
+const CALLERS: usize = 64;
+const WINDOW_NS: u64 = 100_000_000;
+
+/// The rate-limit scenarios.
 pub fn scenarios() -> Vec<Scenario> {
-    Vec::new()
+    vec![
+        paced("ratelimit/1000-b1", 1_000, Duration::from_secs(5), true),
+        paced("ratelimit/100-b1", 100, Duration::from_secs(10), true),
+        paced("ratelimit/20000-b1", 20_000, Duration::from_secs(5), false),
+        Scenario::new("ratelimit/acquire", acquire_overhead),
+        Scenario::new("ratelimit/noop", noop_throughput),
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Ours(Precision),
+    Governor,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Ours(Precision::Timer) => "ours (Precision::Timer)",
+            Side::Ours(_) => "ours (Precision::Fine)",
+            Side::Governor => "governor until_ready",
+        }
+    }
+}
+
+/// What one paced run (one slice) measured.
+struct Slice {
+    /// Release instants, ns since the slice's start, sorted.
+    releases: Vec<u64>,
+    /// Release lags in ns (ours only).
+    lags: Vec<u64>,
+    errors: u64,
+    cpu: Duration,
+    wall: Duration,
+}
+
+/// One side's slices, aggregated.
+#[derive(Default)]
+struct Paced {
+    /// Releases after the burst, summed over slices.
+    after_burst: f64,
+    /// Ideal releases over the same spans: rate × (last − first release).
+    ideal: f64,
+    releases: usize,
+    max_100ms: u64,
+    /// Pooled release lags in ns, sorted.
+    lags: Vec<u64>,
+    errors: u64,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Paced {
+    fn add(&mut self, s: Slice, rate: u32, burst: u32) {
+        if let (Some(first), Some(last)) = (s.releases.first(), s.releases.last()) {
+            self.after_burst += s.releases.len() as f64 - f64::from(burst);
+            self.ideal += f64::from(rate) * (last - first) as f64 / 1e9;
+        }
+        self.releases += s.releases.len();
+        let r = &s.releases;
+        let (mut best, mut i) = (0usize, 0usize);
+        for j in 0..r.len() {
+            while r[j] - r[i] >= WINDOW_NS {
+                i += 1;
+            }
+            best = best.max(j - i + 1);
+        }
+        self.max_100ms = self.max_100ms.max(best as u64);
+        self.lags.extend(s.lags);
+        self.lags.sort_unstable();
+        self.errors += s.errors;
+        self.cpu += s.cpu;
+        self.wall += s.wall;
+    }
+
+    fn achieved_ratio(&self) -> f64 {
+        if self.ideal > 0.0 {
+            self.after_burst / self.ideal
+        } else {
+            0.0
+        }
+    }
+
+    fn cpu_pct(&self) -> f64 {
+        if self.wall.is_zero() {
+            0.0
+        } else {
+            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+        }
+    }
+
+    fn lag_us(&self, q: f64) -> f64 {
+        let v: Vec<f64> = self.lags.iter().map(|&l| l as f64 / 1e3).collect();
+        quantile_sorted(&v, q).unwrap_or(0.0)
+    }
+
+    fn max_lag_us(&self) -> f64 {
+        self.lags.last().map_or(0.0, |&l| l as f64 / 1e3)
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "achieved {:.4}, max_100ms {}, {} releases, cpu {:.1}%",
+            self.achieved_ratio(),
+            self.max_100ms,
+            self.releases,
+            self.cpu_pct()
+        );
+        if !self.lags.is_empty() {
+            s.push_str(&format!(
+                ", lag p50 {:.0} us / p99 {:.0} us / max {:.0} us",
+                self.lag_us(0.5),
+                self.lag_us(0.99),
+                self.max_lag_us()
+            ));
+        }
+        if self.errors > 0 {
+            s.push_str(&format!(", {} failed requests", self.errors));
+        }
+        s
+    }
+}
+
+/// `CALLERS` tasks: permit, note the release instant, then the request
+/// (a GET on `url`, or nothing). Every wait is bounded by the slice's end.
+async fn paced_slice(
+    side: Side,
+    rate: u32,
+    run_for: Duration,
+    target: Option<(reqwest::Client, String)>,
+) -> Result<Slice, BenchError> {
+    let burst = 1;
+    let nz = |n: u32| NonZeroU32::new(n).ok_or("zero rate");
+    let ours = match side {
+        Side::Ours(p) => Some(
+            Limiter::builder(Quota::per_second(rate)?.burst(burst)?)
+                .precision(p)
+                .build(),
+        ),
+        Side::Governor => None,
+    };
+    let gov = Arc::new(governor::RateLimiter::direct(
+        governor::Quota::per_second(nz(rate)?).allow_burst(nz(burst)?),
+    ));
+    let target = Arc::new(target);
+    let cpu0 = process_cpu_time();
+    let start = Instant::now();
+    let end = tokio::time::Instant::from_std(start + run_for);
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let ours = ours.clone();
+            let gov = gov.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let (mut rel, mut lags, mut errors) = (Vec::new(), Vec::new(), 0u64);
+                while tokio::time::Instant::now() < end {
+                    match &ours {
+                        Some(l) => match tokio::time::timeout_at(end, l.acquire()).await {
+                            Ok(Ok(p)) => {
+                                let now = l.clock().now();
+                                rel.push(start.elapsed());
+                                lags.push(now.saturating_sub(p.granted_at()));
+                            }
+                            _ => break,
+                        },
+                        None => match tokio::time::timeout_at(end, gov.until_ready()).await {
+                            Ok(()) => rel.push(start.elapsed()),
+                            Err(_) => break,
+                        },
+                    }
+                    if let Some((client, url)) = &*target
+                        && !reqwest_get(client, url).await
+                    {
+                        errors += 1;
+                    }
+                }
+                (rel, lags, errors)
+            })
+        })
+        .collect();
+    let mut out = Slice {
+        releases: Vec::new(),
+        lags: Vec::new(),
+        errors: 0,
+        cpu: Duration::ZERO,
+        wall: Duration::ZERO,
+    };
+    for t in tasks {
+        let (rel, lags, errors) = t.await?;
+        out.releases.extend(rel.iter().map(|d| d.as_nanos() as u64));
+        out.lags.extend(lags);
+        out.errors += errors;
+    }
+    out.wall = start.elapsed();
+    out.cpu = process_cpu_time().saturating_sub(cpu0);
+    out.releases.retain(|&r| r <= run_for.as_nanos() as u64);
+    out.releases.sort_unstable();
+    Ok(out)
+}
+
+fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario {
+    Scenario::new(id, move |ctx: Arc<BenchCtx>| async move {
+        // Each side runs `run_for` in total, in slices alternating
+        // A B C, C B A, … so machine-load drift hits every side alike.
+        let quick = ctx.config().quick;
+        let (run_for, slices) = if quick { (Duration::from_secs(2), 2u32) } else { (full, 5) };
+        let slice = run_for / slices;
+        let target = || -> Result<_, BenchError> {
+            Ok(if server {
+                Some((plain_reqwest_client()?, ctx.url("/")))
+            } else {
+                None
+            })
+        };
+        let sides = [
+            Side::Ours(Precision::Timer),
+            Side::Governor,
+            Side::Ours(Precision::Fine),
+        ];
+        let burst = 1;
+        let mut agg: [Paced; 3] = Default::default();
+        for k in 0..slices {
+            let order: Vec<usize> = if k % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+            for i in order {
+                ctx.progress(&format!("slice {}/{slices}: {} for {slice:?}", k + 1, sides[i].name()));
+                let s = paced_slice(sides[i], rate, slice, target()?).await?;
+                agg[i].add(s, rate, burst);
+            }
+        }
+        let [ours, gov, fine] = &agg;
+        let bound = |p: &Paced| {
+            f64::from(rate) * 0.1 + f64::from(burst) + f64::from(rate) * p.max_lag_us() / 1e6
+        };
+        let what = format!(
+            "{rate}/s burst 1, {CALLERS} callers, {run_for:?} per side in {slices} alternating slices of {slice:?}{}{}",
+            if server { ", GET / on the test server after each permit" } else { ", no I/O (no-op)" },
+            if quick { " (--quick: shortened from the full run)" } else { "" }
+        );
+        let notes = format!(
+            "{what}; ours: {}; governor: {}; ours with Precision::Fine: {}",
+            ours.summary(),
+            gov.summary(),
+            fine.summary()
+        );
+        let with_gov = |mut r: Record, g: f64| {
+            r.baseline = Some(g);
+            r.baseline_name = Some("governor until_ready".to_string());
+            r
+        };
+        let runs_n = slices;
+        let mut records = vec![
+            with_gov(
+                Record::absolute(id, "achieved_ratio", "ratio", ours.achieved_ratio(), runs_n)
+                    .with_value_threshold(Threshold::AtLeast(0.995)),
+                gov.achieved_ratio(),
+            )
+            .note(&notes),
+            with_gov(
+                Record::absolute(id, "max_100ms", "releases", ours.max_100ms as f64, runs_n)
+                    .with_value_threshold(Threshold::AtMost(bound(ours).floor()))
+                    .note(format!(
+                        "bound = rate*0.1s + burst + rate*max_lag = {:.0} + 1 + {:.2} = {:.2}",
+                        f64::from(rate) * 0.1,
+                        f64::from(rate) * ours.max_lag_us() / 1e6,
+                        bound(ours)
+                    )),
+                gov.max_100ms as f64,
+            ),
+            Record::absolute(id, "lag_p50_us", "us", ours.lag_us(0.5), runs_n),
+            Record::absolute(id, "lag_p99_us", "us", ours.lag_us(0.99), runs_n),
+            Record::absolute(id, "lag_max_us", "us", ours.max_lag_us(), runs_n),
+            with_gov(Record::absolute(id, "cpu_pct", "%", ours.cpu_pct(), runs_n), gov.cpu_pct()),
+            with_gov(
+                Record::absolute(id, "fine_achieved_ratio", "ratio", fine.achieved_ratio(), runs_n)
+                    .with_value_threshold(Threshold::AtLeast(0.995)),
+                gov.achieved_ratio(),
+            ),
+            with_gov(
+                Record::absolute(id, "fine_max_100ms", "releases", fine.max_100ms as f64, runs_n)
+                    .with_value_threshold(Threshold::AtMost(bound(fine).floor())),
+                gov.max_100ms as f64,
+            ),
+            Record::absolute(id, "fine_lag_p50_us", "us", fine.lag_us(0.5), runs_n),
+            Record::absolute(id, "fine_lag_p99_us", "us", fine.lag_us(0.99), runs_n),
+            Record::absolute(id, "fine_lag_max_us", "us", fine.max_lag_us(), runs_n),
+            with_gov(Record::absolute(id, "fine_cpu_pct", "%", fine.cpu_pct(), runs_n), gov.cpu_pct()),
+        ];
+        if ours.errors + fine.errors + gov.errors > 0 {
+            for r in &mut records {
+                r.add_note(format!(
+                    "failed requests: ours {} / fine {} / governor {}",
+                    ours.errors, fine.errors, gov.errors
+                ));
+            }
+        }
+        Ok(records)
+    })
+}
+
+/// A limiter that never makes anyone wait: ~1 ns period, a huge burst.
+fn unlimited() -> Result<Quota, BenchError> {
+    Ok(Quota::with_period(Duration::from_nanos(1))?.burst(u32::MAX)?)
+}
+
+async fn acquire_overhead(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> {
+    let n: u32 = if ctx.config().quick {
+        200_000
+    } else {
+        2_000_000
+    };
+    let limiter = Limiter::new(unlimited()?);
+    let mut acquire_ns = Vec::new();
+    let mut try_ns = Vec::new();
+    for run in 0..7 {
+        ctx.progress(&format!("run {}/7", run + 1));
+        let t0 = Instant::now();
+        for _ in 0..n {
+            limiter.acquire().await?;
+        }
+        acquire_ns.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
+        let t0 = Instant::now();
+        for _ in 0..n {
+            limiter.try_acquire()?;
+        }
+        try_ns.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
+        tokio::task::yield_now().await;
+    }
+    // What the two unavoidable steps cost on this machine right now (a
+    // clock read and an uncontended lock), for reading the figure above.
+    let (clock_ns, lock_ns) = calibrate(n);
+    let s = limiter.stats();
+    if s.throttled > 0 {
+        return Err(format!(
+            "{} acquisitions waited; the quota was meant to be unlimited",
+            s.throttled
+        )
+        .into());
+    }
+    Ok(vec![
+        Record::absolute("ratelimit/acquire", "ns", "ns/op", median(&acquire_ns).unwrap_or(f64::NAN), 7)
+            .with_value_threshold(Threshold::AtMost(100.0))
+            .note(format!(
+                "median of 7 runs of {n} uncontended `acquire().await` with a permit always available (runs: {}); \
+                 `try_acquire` median {:.1} ns; on this machine now, `Instant::now()` costs {clock_ns:.1} ns \
+                 and an uncontended `std::sync::Mutex` lock/unlock {lock_ns:.1} ns",
+                acquire_ns.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(", "),
+                median(&try_ns).unwrap_or(f64::NAN)
+            )),
+    ])
+}
+
+/// Median ns of `Instant::now()` and of an uncontended mutex lock/unlock.
+fn calibrate(n: u32) -> (f64, f64) {
+    let mut clock = Vec::new();
+    let mut lock = Vec::new();
+    let m = std::sync::Mutex::new(0u64);
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(Instant::now());
+        }
+        clock.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
+        let t0 = Instant::now();
+        for _ in 0..n {
+            *std::hint::black_box(&m).lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+        lock.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
+    }
+    (median(&clock).unwrap_or(f64::NAN), median(&lock).unwrap_or(f64::NAN))
+}
+
+/// A driver that answers 200 at once: only the layer's own cost remains.
+struct Noop;
+
+#[async_trait]
+impl Driver for Noop {
+    async fn execute(&self, _request: core::Request) -> Result<core::Response, core::Error> {
+        Ok(core::Response::new(core::http::StatusCode::OK))
+    }
+}
+
+async fn noop_throughput(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> {
+    const CHUNK: usize = 10_000;
+    let chunks = if ctx.config().quick { 20 } else { 100 };
+    let exec = RateLimitedExecutor::new(Noop, unlimited()?);
+    let proto = core::Request::get("http://127.0.0.1/").build()?;
+    let mut limited = Duration::ZERO;
+    let mut bare = Duration::ZERO;
+    for c in 0..chunks {
+        if c % 10 == 0 {
+            ctx.progress(&format!("chunk {}/{chunks}", c + 1));
+        }
+        for (side, total) in [(true, &mut limited), (false, &mut bare)] {
+            let reqs: Vec<_> = (0..CHUNK).filter_map(|_| proto.try_clone()).collect();
+            let t0 = Instant::now();
+            for r in reqs {
+                let resp = if side {
+                    exec.execute(r).await?
+                } else {
+                    Noop.execute(r).await?
+                };
+                std::hint::black_box(resp);
+            }
+            *total += t0.elapsed();
+        }
+    }
+    let n = (CHUNK * chunks) as f64;
+    let rps = n / limited.as_secs_f64();
+    let bare_rps = n / bare.as_secs_f64();
+    let s = exec.stats();
+    let mut r = Record::absolute("ratelimit/noop", "rps", "permits/s", rps, chunks as u32)
+        .with_value_threshold(Threshold::AtLeast(1_000_000.0))
+        .note(format!(
+            "RateLimitedExecutor<no-op driver>, {n} sequential execute() calls, permits always available \
+             (request construction excluded); the bare no-op driver does {bare_rps:.0}/s; {} executed",
+            s.executed
+        ));
+    r.baseline = Some(bare_rps);
+    r.baseline_name = Some("bare no-op driver".to_string());
+    Ok(vec![r])
 }
