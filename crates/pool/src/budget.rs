@@ -239,7 +239,11 @@ mod tests {
                 "budget_ratio"
             );
         }
-        for w in [Duration::ZERO, Duration::from_millis(999), Duration::from_secs(3601)] {
+        for w in [
+            Duration::ZERO,
+            Duration::from_millis(999),
+            Duration::from_secs(3601),
+        ] {
             assert_eq!(
                 RetryBudget::new(0.2, 1, w).unwrap_err().field,
                 "budget_window"

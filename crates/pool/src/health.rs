@@ -261,7 +261,10 @@ impl HealthCheckBuilder {
             return Err(ConfigError::new("timeout", "must be greater than zero"));
         }
         if self.unhealthy_threshold == 0 {
-            return Err(ConfigError::new("unhealthy_threshold", "must be at least 1"));
+            return Err(ConfigError::new(
+                "unhealthy_threshold",
+                "must be at least 1",
+            ));
         }
         if self.healthy_threshold == 0 {
             return Err(ConfigError::new("healthy_threshold", "must be at least 1"));
@@ -365,7 +368,10 @@ impl OutlierDetection {
     /// [`ConfigError`] for zero failures or a zero cool-down.
     pub fn new(consecutive_failures: u32, cool_down: Duration) -> Result<Self, ConfigError> {
         if consecutive_failures == 0 {
-            return Err(ConfigError::new("consecutive_failures", "must be at least 1"));
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                "must be at least 1",
+            ));
         }
         if cool_down.is_zero() {
             return Err(ConfigError::new("cool_down", "must be greater than zero"));
@@ -557,7 +563,8 @@ impl HostEntry {
         self.not_up
             .store(!matches!(status, Status::Up), Ordering::Release);
         match (was, status) {
-            (Status::Up, Status::Down { by, .. }) | (Status::HalfOpen { .. }, Status::Down { by, .. }) => {
+            (Status::Up, Status::Down { by, .. })
+            | (Status::HalfOpen { .. }, Status::Down { by, .. }) => {
                 tracing::warn!(origin = %self.origin, cause = ?by, last_error = ?st.last_error, "host marked down");
             }
             (Status::Down { .. } | Status::HalfOpen { .. }, Status::Up) => {
@@ -622,7 +629,8 @@ impl HostEntry {
                     && outlier.is_some_and(|o| st.traffic_failures >= o.consecutive_failures)
             };
             if eject {
-                let cool = outlier.map_or(Duration::from_secs(10), |o| o.cool_down_for(st.ejections));
+                let cool =
+                    outlier.map_or(Duration::from_secs(10), |o| o.cool_down_for(st.ejections));
                 st.ejections = st.ejections.saturating_add(1);
                 st.probe_successes = 0;
                 self.set_status(

@@ -428,7 +428,10 @@ mod tests {
                 assert!(hi <= Duration::from_secs(3));
             }
         }
-        let eq = RetryPolicy::builder().jitter(Jitter::Equal).build().unwrap();
+        let eq = RetryPolicy::builder()
+            .jitter(Jitter::Equal)
+            .build()
+            .unwrap();
         assert_eq!(
             eq.backoff_bounds(2),
             (Duration::from_millis(100), Duration::from_millis(200))
@@ -452,7 +455,10 @@ mod tests {
             (RetryPolicy::builder().multiplier(f64::NAN), "multiplier"),
             (RetryPolicy::builder().multiplier(-2.0), "multiplier"),
             (RetryPolicy::builder().multiplier(0.5), "multiplier"),
-            (RetryPolicy::builder().multiplier(f64::INFINITY), "multiplier"),
+            (
+                RetryPolicy::builder().multiplier(f64::INFINITY),
+                "multiplier",
+            ),
             (
                 RetryPolicy::builder().total_deadline(Duration::ZERO),
                 "total_deadline",
@@ -461,7 +467,10 @@ mod tests {
                 RetryPolicy::builder().attempt_timeout(Duration::ZERO),
                 "attempt_timeout",
             ),
-            (RetryPolicy::builder().retry_statuses([200]), "retry_statuses"),
+            (
+                RetryPolicy::builder().retry_statuses([200]),
+                "retry_statuses",
+            ),
             (
                 RetryPolicy::builder().max_retry_after(Duration::from_secs(400 * 86_400)),
                 "max_retry_after",
@@ -471,7 +480,10 @@ mod tests {
             let err = p.build().unwrap_err();
             assert_eq!(err.field, field, "{err}");
         }
-        assert_eq!(RetryPolicy::builder().build().unwrap(), RetryPolicy::default());
+        assert_eq!(
+            RetryPolicy::builder().build().unwrap(),
+            RetryPolicy::default()
+        );
         assert_eq!(RetryPolicy::never().max_retries(), 0);
         let p = RetryPolicy::builder()
             .base_delay(Duration::ZERO)

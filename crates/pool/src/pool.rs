@@ -295,7 +295,11 @@ impl<D: Driver> ConnectionPool<D> {
     /// Replace the retry policy; requests already running keep the one they
     /// started with.
     pub fn set_policy(&self, policy: RetryPolicy) {
-        *self.shared.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        *self
+            .shared
+            .policy
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
     /// Go-style shortcut: keep the current policy but set the number of
@@ -308,7 +312,11 @@ impl<D: Driver> ConnectionPool<D> {
     /// [`crate::MAX_RETRIES_LIMIT`] or `base_delay` is above the policy's
     /// `max_delay`.
     #[doc(alias = "SetRetryPolicy")]
-    pub fn set_retry_policy(&self, max_retries: u32, base_delay: Duration) -> Result<(), ConfigError> {
+    pub fn set_retry_policy(
+        &self,
+        max_retries: u32,
+        base_delay: Duration,
+    ) -> Result<(), ConfigError> {
         let policy = self
             .policy()
             .to_builder()
@@ -385,9 +393,7 @@ impl<D: Driver> ConnectionPool<D> {
     pub fn reset_stats(&self) {
         self.shared.counters.reset();
         if let Some(n) = self.shared.inner.connections_opened() {
-            self.shared
-                .connections_baseline
-                .store(n, Ordering::Relaxed);
+            self.shared.connections_baseline.store(n, Ordering::Relaxed);
         }
     }
 
@@ -402,7 +408,11 @@ impl<D: Driver> ConnectionPool<D> {
     /// # Errors
     /// As [`ConnectionPool::warmup_connections_with`].
     #[doc(alias = "WarmupConnections")]
-    pub async fn warmup_connections<I, S>(&self, hosts: I, per_host: usize) -> Result<WarmupReport, Error>
+    pub async fn warmup_connections<I, S>(
+        &self,
+        hosts: I,
+        per_host: usize,
+    ) -> Result<WarmupReport, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -432,7 +442,11 @@ impl<D: Driver> ConnectionPool<D> {
     /// [`Error::Config`] for `per_host` of 0 or above
     /// [`crate::MAX_WARMUP_PER_HOST`], a zero timeout or a bad path;
     /// [`Error::Stopped`] when the pool is stopped.
-    pub async fn warmup_connections_with<I, S>(&self, hosts: I, warmup: Warmup) -> Result<WarmupReport, Error>
+    pub async fn warmup_connections_with<I, S>(
+        &self,
+        hosts: I,
+        warmup: Warmup,
+    ) -> Result<WarmupReport, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -561,7 +575,8 @@ impl<D: Driver> ConnectionPool<D> {
                 } else {
                     inc(&c.succeeded);
                 }
-                resp.extensions_mut().insert(RetryInfo { attempts, backoff });
+                resp.extensions_mut()
+                    .insert(RetryInfo { attempts, backoff });
                 Ok(resp)
             }
             Err(e) => {
@@ -694,7 +709,13 @@ impl<D: Driver> ConnectionPool<D> {
                         Ok(r) => format!("HTTP {}", r.status()),
                         Err(err) => err.to_string(),
                     };
-                    e.record_traffic(failed, text, Instant::now(), s.registry.outlier.as_ref(), trial);
+                    e.record_traffic(
+                        failed,
+                        text,
+                        Instant::now(),
+                        s.registry.outlier.as_ref(),
+                        trial,
+                    );
                 }
             }
 
@@ -715,13 +736,16 @@ impl<D: Driver> ConnectionPool<D> {
                     if !err.is_retryable() {
                         return (outcome, attempt, backoff);
                     }
-                    if !replayable || !(retry_safe || !err.may_have_been_sent()) {
+                    // Safe to resend: retry-safe, or provably never sent.
+                    let resendable = retry_safe || !err.may_have_been_sent();
+                    if !replayable || !resendable {
                         inc(&c.not_retried_unsafe);
                         tracing::debug!(error = %err, replayable, "not retried: it may have been applied, or its body cannot be replayed");
                         return (outcome, attempt, backoff);
                     }
                     match err {
-                        Error::RateLimited { retry_after, .. } | Error::HttpStatus { retry_after, .. } => *retry_after,
+                        Error::RateLimited { retry_after, .. }
+                        | Error::HttpStatus { retry_after, .. } => *retry_after,
                         _ => None,
                     }
                 }
@@ -762,8 +786,10 @@ impl<D: Driver> ConnectionPool<D> {
             };
             let slept = slept_from.elapsed();
             backoff += slept;
-            c.backoff_nanos
-                .fetch_add(u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            c.backoff_nanos.fetch_add(
+                u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             if stopped {
                 return (outcome, attempt, backoff);
             }
@@ -912,7 +938,10 @@ impl<D: Driver> Driver for ConnectionPool<D> {
 }
 
 /// The one checker loop of a pool.
-async fn run_checker<D: Driver>(shared: Arc<Shared<D>>, mut config: watch::Receiver<Option<Arc<ProbePlan>>>) {
+async fn run_checker<D: Driver>(
+    shared: Arc<Shared<D>>,
+    mut config: watch::Receiver<Option<Arc<ProbePlan>>>,
+) {
     let token = shared.token.clone();
     loop {
         let plan = config.borrow_and_update().clone();
@@ -959,7 +988,10 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
         };
         let (healthy, error) = match &outcome {
             Ok(resp) if check.is_healthy(resp) => (true, None),
-            Ok(resp) => (false, Some(format!("probe answered HTTP {}", resp.status()))),
+            Ok(resp) => (
+                false,
+                Some(format!("probe answered HTTP {}", resp.status())),
+            ),
             Err(e) => (false, Some(format!("probe failed: {e}"))),
         };
         if !healthy {

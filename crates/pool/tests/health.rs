@@ -58,18 +58,35 @@ async fn probes_mark_a_host_down_then_up_at_the_thresholds() {
 
     // Probes at t = 0, 1, 2: the third failure marks it down.
     sleep(secs(1.5)).await;
-    let h = pool.host_health(&Origin::parse("http://db:8080").unwrap()).unwrap();
+    let h = pool
+        .host_health(&Origin::parse("http://db:8080").unwrap())
+        .unwrap();
     assert_eq!((h.state, h.probe_failures), (HostState::Up, 2));
-    assert!(h.last_error.as_deref().unwrap().contains("connection refused"));
+    assert!(
+        h.last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused")
+    );
     sleep(secs(1.0)).await;
-    assert_eq!(state(&pool, "http://db:8080"), HostState::Down(DownCause::Probes));
-    assert_eq!(probes(&mock, t0), 3, "first probe at once, then one per interval");
+    assert_eq!(
+        state(&pool, "http://db:8080"),
+        HostState::Down(DownCause::Probes)
+    );
+    assert_eq!(
+        probes(&mock, t0),
+        3,
+        "first probe at once, then one per interval"
+    );
 
     // While down: fail fast, nothing sent.
     let before = mock.call_count();
     let t = Instant::now();
     let err = pool.send("http://db:8080/query").await.unwrap_err();
-    assert!(matches!(&err, Error::UnhealthyHost { origin } if origin.to_string() == "http://db:8080"), "{err:?}");
+    assert!(
+        matches!(&err, Error::UnhealthyHost { origin } if origin.to_string() == "http://db:8080"),
+        "{err:?}"
+    );
     assert_eq!(t.elapsed(), Duration::ZERO);
     assert_eq!(mock.call_count(), before);
     assert!(!err.may_have_been_sent());
@@ -77,10 +94,16 @@ async fn probes_mark_a_host_down_then_up_at_the_thresholds() {
     // Back up: probes at t = 3 and 4 succeed; up after the second.
     up.store(true, Ordering::SeqCst);
     sleep(secs(1.0)).await; // t = 3.5
-    assert_eq!(state(&pool, "http://db:8080"), HostState::Down(DownCause::Probes));
+    assert_eq!(
+        state(&pool, "http://db:8080"),
+        HostState::Down(DownCause::Probes)
+    );
     sleep(secs(1.0)).await; // t = 4.5
     assert_eq!(state(&pool, "http://db:8080"), HostState::Up);
-    assert_eq!(pool.send("http://db:8080/query").await.unwrap().status(), 200);
+    assert_eq!(
+        pool.send("http://db:8080/query").await.unwrap().status(),
+        200
+    );
 
     let st = pool.stats();
     assert_eq!(st.probes, 5);
@@ -125,7 +148,10 @@ async fn exactly_one_checker_after_repeated_enable_and_disable() {
     let t1 = Instant::now();
     sleep(secs(10.0)).await;
     assert_eq!(probes(&mock, t1), 0);
-    assert!(pool.health_checker_running(), "idle, not a new task per enable");
+    assert!(
+        pool.health_checker_running(),
+        "idle, not a new task per enable"
+    );
     assert_eq!(pool.stats().health_check, None);
 
     // stop() ends it.
@@ -159,7 +185,10 @@ async fn dropping_the_pool_ends_its_checker() {
 #[tokio::test(start_paused = true)]
 async fn jitter_spreads_probe_rounds_within_bounds() {
     let mock = MockDriver::new();
-    let pool = ConnectionPool::builder(mock.clone()).seed(9).build().unwrap();
+    let pool = ConnectionPool::builder(mock.clone())
+        .seed(9)
+        .build()
+        .unwrap();
     let check = HealthCheck::builder(["http://a"], Duration::from_secs(10))
         .jitter(0.2)
         .build()
@@ -169,7 +198,10 @@ async fn jitter_spreads_probe_rounds_within_bounds() {
     let calls = mock.calls();
     let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps.len() >= 15);
-    assert!(gaps.iter().all(|g| *g >= secs(8.0) && *g <= secs(12.0)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= secs(8.0) && *g <= secs(12.0)),
+        "{gaps:?}"
+    );
     assert!(gaps.windows(2).any(|w| w[0] != w[1]), "jittered");
 }
 
@@ -186,8 +218,15 @@ async fn probe_status_predicate_decides_health() {
         .unwrap();
     pool.enable_health_check_with(check).unwrap();
     sleep(secs(0.5)).await;
-    assert_eq!(state(&pool, "http://five"), HostState::Down(DownCause::Probes));
-    assert_eq!(state(&pool, "http://four"), HostState::Up, "404 < 500: the host answers");
+    assert_eq!(
+        state(&pool, "http://five"),
+        HostState::Down(DownCause::Probes)
+    );
+    assert_eq!(
+        state(&pool, "http://four"),
+        HostState::Up,
+        "404 < 500: the host answers"
+    );
     // A stricter predicate, a probe path and a GET: reconfigures the same checker.
     let check = HealthCheck::builder(["http://four"], Duration::from_secs(1))
         .thresholds(1, 1)
@@ -199,7 +238,10 @@ async fn probe_status_predicate_decides_health() {
         .unwrap();
     pool.enable_health_check_with(check).unwrap();
     sleep(secs(0.5)).await;
-    assert_eq!(state(&pool, "http://four"), HostState::Down(DownCause::Probes));
+    assert_eq!(
+        state(&pool, "http://four"),
+        HostState::Down(DownCause::Probes)
+    );
     let last = mock.calls().last().cloned().unwrap();
     assert_eq!((last.method, last.uri.path()), (Method::GET, "/healthz"));
     // `five` left the probe set: probes alone had marked it down, so it is
@@ -224,7 +266,10 @@ async fn outlier_detection_ejects_then_recovers_through_a_half_open_trial() {
         assert!(pool.send(url).await.unwrap_err().is_connect());
     }
     assert_eq!(state(&pool, url), HostState::Down(DownCause::Traffic));
-    assert!(matches!(pool.send(url).await, Err(Error::UnhealthyHost { .. })));
+    assert!(matches!(
+        pool.send(url).await,
+        Err(Error::UnhealthyHost { .. })
+    ));
     assert_eq!(mock.call_count(), 3);
 
     // Cool-down over: one trial; it fails → down again for 2 × 10 s.
@@ -233,7 +278,10 @@ async fn outlier_detection_ejects_then_recovers_through_a_half_open_trial() {
     assert_eq!(mock.call_count(), 4);
     assert_eq!(state(&pool, url), HostState::Down(DownCause::Traffic));
     sleep(secs(19.9)).await;
-    assert!(matches!(pool.send(url).await, Err(Error::UnhealthyHost { .. })));
+    assert!(matches!(
+        pool.send(url).await,
+        Err(Error::UnhealthyHost { .. })
+    ));
     sleep(secs(0.1)).await;
 
     // The next trial succeeds → up; traffic flows again.
@@ -276,8 +324,7 @@ async fn only_one_trial_at_a_time_and_a_cancelled_trial_hands_over() {
         pool.send(url).await
     };
     // Cancel the trial after 0.7 s.
-    let (trial_result, other_result) =
-        tokio::join!(tokio::time::timeout(secs(0.7), trial), other);
+    let (trial_result, other_result) = tokio::join!(tokio::time::timeout(secs(0.7), trial), other);
     assert!(trial_result.is_err(), "trial cancelled");
     assert!(matches!(other_result, Err(Error::UnhealthyHost { .. })));
 
@@ -335,24 +382,65 @@ async fn bad_health_check_input_is_a_typed_error() {
         Err(Error::Config(c)) => c.field,
         other => panic!("expected a config error, got {other:?}"),
     };
-    assert_eq!(field(pool.enable_health_check(["http://a"], Duration::ZERO)), "interval");
-    assert_eq!(field(pool.enable_health_check(Vec::<String>::new(), Duration::from_secs(1))), "hosts");
-    assert_eq!(field(pool.enable_health_check(["not a url"], Duration::from_secs(1))), "hosts");
-    assert_eq!(field(pool.enable_health_check(["ftp://a"], Duration::from_secs(1))), "hosts");
+    assert_eq!(
+        field(pool.enable_health_check(["http://a"], Duration::ZERO)),
+        "interval"
+    );
+    assert_eq!(
+        field(pool.enable_health_check(Vec::<String>::new(), Duration::from_secs(1))),
+        "hosts"
+    );
+    assert_eq!(
+        field(pool.enable_health_check(["not a url"], Duration::from_secs(1))),
+        "hosts"
+    );
+    assert_eq!(
+        field(pool.enable_health_check(["ftp://a"], Duration::from_secs(1))),
+        "hosts"
+    );
     let bad = [
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(0, 1), "unhealthy_threshold"),
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(1, 0), "healthy_threshold"),
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(1.0), "jitter"),
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(f64::NAN), "jitter"),
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).timeout(Duration::ZERO), "timeout"),
-        (HealthCheck::builder(["http://a"], Duration::from_secs(1)).path("health"), "path"),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(0, 1),
+            "unhealthy_threshold",
+        ),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).thresholds(1, 0),
+            "healthy_threshold",
+        ),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(1.0),
+            "jitter",
+        ),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).jitter(f64::NAN),
+            "jitter",
+        ),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).timeout(Duration::ZERO),
+            "timeout",
+        ),
+        (
+            HealthCheck::builder(["http://a"], Duration::from_secs(1)).path("health"),
+            "path",
+        ),
     ];
     for (b, f) in bad {
         assert_eq!(b.build().unwrap_err().field, f);
     }
-    assert!(!pool.health_checker_running(), "no task started by a rejected call");
-    assert_eq!(OutlierDetection::new(0, Duration::from_secs(1)).unwrap_err().field, "consecutive_failures");
-    assert_eq!(OutlierDetection::new(1, Duration::ZERO).unwrap_err().field, "cool_down");
+    assert!(
+        !pool.health_checker_running(),
+        "no task started by a rejected call"
+    );
+    assert_eq!(
+        OutlierDetection::new(0, Duration::from_secs(1))
+            .unwrap_err()
+            .field,
+        "consecutive_failures"
+    );
+    assert_eq!(
+        OutlierDetection::new(1, Duration::ZERO).unwrap_err().field,
+        "cool_down"
+    );
     assert_eq!(
         OutlierDetection::new(1, Duration::from_secs(5))
             .unwrap()

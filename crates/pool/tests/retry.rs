@@ -9,8 +9,7 @@ use futures_util::future::join_all;
 use httpclient_core::ext::RetryInfo;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use httpclient_core::{
-    BodyStream, Bytes, ConnectKind, Driver, DriverExt, Error, RateLimitReason, Request,
-    RequestBody,
+    BodyStream, Bytes, ConnectKind, Driver, DriverExt, Error, RateLimitReason, Request, RequestBody,
 };
 use httpclient_pool::{ConnectionPool, Jitter, RetryBudget, RetryPolicy};
 use tokio::time::Instant;
@@ -35,7 +34,10 @@ fn pool_with(mock: &MockDriver, policy: RetryPolicy) -> ConnectionPool<MockDrive
 }
 
 fn info(resp: &httpclient_core::Response) -> RetryInfo {
-    *resp.extensions().get::<RetryInfo>().expect("RetryInfo on every response")
+    *resp
+        .extensions()
+        .get::<RetryInfo>()
+        .expect("RetryInfo on every response")
 }
 
 #[tokio::test(start_paused = true)]
@@ -59,7 +61,13 @@ async fn backoff_without_jitter_doubles_and_caps_exactly() {
     assert_eq!(gaps(&mock), expect);
     let total: Duration = expect.iter().sum();
     assert_eq!(t0.elapsed(), total);
-    assert_eq!(info(&resp), RetryInfo { attempts: 9, backoff: total });
+    assert_eq!(
+        info(&resp),
+        RetryInfo {
+            attempts: 9,
+            backoff: total
+        }
+    );
     let st = pool.stats();
     assert_eq!((st.requests, st.attempts, st.retries), (1, 9, 8));
     assert_eq!(st.retries_exhausted, 1);
@@ -88,12 +96,19 @@ async fn full_jitter_stays_within_bounds_and_replays_with_the_same_seed() {
         assert_eq!(g.len(), 12);
         for (i, gap) in g.iter().enumerate() {
             let (lo, hi) = policy.backoff_bounds(i as u32 + 1);
-            assert!(lo <= *gap && *gap <= hi, "retry {}: {gap:?} not in [{lo:?}, {hi:?}]", i + 1);
+            assert!(
+                lo <= *gap && *gap <= hi,
+                "retry {}: {gap:?} not in [{lo:?}, {hi:?}]",
+                i + 1
+            );
         }
         schedules.push(g);
     }
     assert_eq!(schedules[0], schedules[1], "same seed, same schedule");
-    assert!(schedules[0].windows(2).any(|w| w[0] != w[1]), "jitter varies the delays");
+    assert!(
+        schedules[0].windows(2).any(|w| w[0] != w[1]),
+        "jitter varies the delays"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,7 +122,13 @@ async fn retry_after_seconds_is_waited_exactly() {
     assert_eq!(resp.status(), 200);
     assert_eq!(gaps(&mock), vec![Duration::from_secs(2), Duration::ZERO]);
     assert_eq!(t0.elapsed(), Duration::from_secs(2));
-    assert_eq!(info(&resp), RetryInfo { attempts: 3, backoff: Duration::from_secs(2) });
+    assert_eq!(
+        info(&resp),
+        RetryInfo {
+            attempts: 3,
+            backoff: Duration::from_secs(2)
+        }
+    );
     assert_eq!(pool.stats().succeeded, 1);
 }
 
@@ -150,13 +171,17 @@ async fn garbage_retry_after_falls_back_to_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_beyond_the_cap_fails_fast_with_status_and_delay() {
-    let mock = MockDriver::new().default_behavior(Behavior::status(503).header("retry-after", "86400"));
+    let mock =
+        MockDriver::new().default_behavior(Behavior::status(503).header("retry-after", "86400"));
     let pool = pool_with(&mock, RetryPolicy::default());
     let t0 = Instant::now();
     let err = pool.send("http://api/x").await.unwrap_err();
     assert_eq!(t0.elapsed(), Duration::ZERO, "no sleeping for a day");
     match err {
-        Error::HttpStatus { status, retry_after } => {
+        Error::HttpStatus {
+            status,
+            retry_after,
+        } => {
             assert_eq!(status, 503);
             assert_eq!(retry_after, Some(Duration::from_secs(86_400)));
         }
@@ -192,10 +217,14 @@ async fn post_is_not_retried_after_a_maybe_sent_failure() {
         assert_eq!(mock.call_count(), 1, "exactly one attempt");
         assert!(err.may_have_been_sent());
         assert!(
-            err.to_string().contains("may have been applied") || err.to_string().contains("was applied"),
+            err.to_string().contains("may have been applied")
+                || err.to_string().contains("was applied"),
             "{err}"
         );
-        assert!(!matches!(err, Error::RetriesExhausted { .. }), "one attempt: unwrapped");
+        assert!(
+            !matches!(err, Error::RetriesExhausted { .. }),
+            "one attempt: unwrapped"
+        );
         assert_eq!(pool.stats().not_retried_unsafe, 1);
     }
 }
@@ -216,12 +245,21 @@ async fn post_is_retried_after_connection_refused_and_when_marked_safe() {
     assert_eq!(resp.status(), 200);
     assert_eq!(info(&resp).attempts, 3);
     let calls = mock.calls();
-    assert!(calls.iter().all(|c| c.body.as_deref() == Some(&b"payload"[..])), "body replayed");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.body.as_deref() == Some(&b"payload"[..])),
+        "body replayed"
+    );
 
     // Marked retry-safe (an idempotency key): retried after a reset too.
     mock.push(Behavior::reset());
     let resp = pool
-        .send(Request::post("http://api/orders").body("x").retry_safe(true))
+        .send(
+            Request::post("http://api/orders")
+                .body("x")
+                .retry_safe(true),
+        )
         .await
         .unwrap();
     assert_eq!(info(&resp).attempts, 2);
@@ -230,8 +268,14 @@ async fn post_is_retried_after_connection_refused_and_when_marked_safe() {
 #[tokio::test(start_paused = true)]
 async fn a_retryable_status_to_a_post_is_returned_unless_marked_safe() {
     let mock = MockDriver::new().default_behavior(Behavior::status(503));
-    let pool = pool_with(&mock, RetryPolicy::builder().jitter(Jitter::Off).build().unwrap());
-    let resp = pool.send(Request::post("http://api/p").body("b")).await.unwrap();
+    let pool = pool_with(
+        &mock,
+        RetryPolicy::builder().jitter(Jitter::Off).build().unwrap(),
+    );
+    let resp = pool
+        .send(Request::post("http://api/p").body("b"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(info(&resp).attempts, 1);
     assert_eq!(mock.call_count(), 1);
@@ -245,7 +289,11 @@ async fn a_retryable_status_to_a_post_is_returned_unless_marked_safe() {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_that_cannot_be_replayed_is_never_retried() {
-    for behavior in [Behavior::refused(), Behavior::reset(), Behavior::status(503)] {
+    for behavior in [
+        Behavior::refused(),
+        Behavior::reset(),
+        Behavior::status(503),
+    ] {
         let mock = MockDriver::new().default_behavior(behavior);
         let pool = pool_with(&mock, RetryPolicy::default());
         let stream: BodyStream = Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from("x"))]));
@@ -266,7 +314,13 @@ async fn permanent_errors_are_not_retried() {
     }));
     let pool = pool_with(&mock, RetryPolicy::default());
     let err = pool.send("https://api/x").await.unwrap_err();
-    assert!(matches!(err, Error::Connect { kind: ConnectKind::Tls, .. }));
+    assert!(matches!(
+        err,
+        Error::Connect {
+            kind: ConnectKind::Tls,
+            ..
+        }
+    ));
     assert_eq!(mock.call_count(), 1);
     let mock = MockDriver::new().default_behavior(Behavior::status(500));
     let pool = pool_with(&mock, RetryPolicy::default());
@@ -282,8 +336,15 @@ async fn an_inner_rate_limiters_retry_after_is_honoured() {
         retry_after: Some(Duration::from_millis(750)),
     }));
     let pool = pool_with(&mock, RetryPolicy::default());
-    let resp = pool.send(Request::post("http://api/x").body("b")).await.unwrap();
-    assert_eq!(resp.status(), 200, "nothing was sent, so even a POST is retried");
+    let resp = pool
+        .send(Request::post("http://api/x").body("b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "nothing was sent, so even a POST is retried"
+    );
     assert_eq!(gaps(&mock), vec![ms(750)]);
 }
 
@@ -300,12 +361,23 @@ async fn budget_bounds_attempts_under_a_total_failure_storm() {
         .unwrap();
     let t0 = Instant::now();
     let results = join_all((0..N).map(|i| pool.send(format!("http://api/{i}")))).await;
-    assert!(t0.elapsed() < Duration::from_secs(10), "the storm fits one window");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the storm fits one window"
+    );
     assert_eq!(results.len() as u64, N);
-    assert!(results.iter().all(|r| matches!(r, Ok(resp) if resp.status() == 503)));
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(resp) if resp.status() == 503))
+    );
     let st = pool.stats();
     let bound = N as f64 * (1.0 + budget.ratio()) + budget.reserve() as f64;
-    assert!(st.attempts as f64 <= bound, "{} attempts > bound {bound}", st.attempts);
+    assert!(
+        st.attempts as f64 <= bound,
+        "{} attempts > bound {bound}",
+        st.attempts
+    );
     assert_eq!(st.attempts, mock.call_count());
     assert_eq!(st.retries, st.attempts - N);
     // Without a budget it would be 4 000 attempts; the budget was what stopped it.
@@ -330,7 +402,10 @@ async fn dropping_the_future_stops_the_backoff_at_once() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(mock.call_count(), 1, "the dropped request never retried");
     let st = pool.stats();
-    assert_eq!((st.cancelled, st.in_flight, st.failed, st.succeeded), (1, 0, 0, 0));
+    assert_eq!(
+        (st.cancelled, st.in_flight, st.failed, st.succeeded),
+        (1, 0, 0, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -360,7 +435,12 @@ async fn stop_wakes_sleeping_retries_and_refuses_new_calls() {
     assert_eq!(info(&resp).backoff, Duration::from_secs(1));
     assert!(pool.is_stopped());
     let err = pool.send("http://api/x").await.unwrap_err();
-    assert!(matches!(err, Error::Stopped { layer: "ConnectionPool" }));
+    assert!(matches!(
+        err,
+        Error::Stopped {
+            layer: "ConnectionPool"
+        }
+    ));
     assert!(!err.may_have_been_sent());
     assert_eq!(mock.call_count(), 1);
     let st = pool.stats();
@@ -414,7 +494,10 @@ async fn total_deadline_bounds_attempts_and_skips_pointless_sleeps() {
 #[tokio::test(start_paused = true)]
 async fn per_attempt_timeout_is_a_default_the_request_can_override() {
     let mock = MockDriver::new()
-        .route("http://api/slow", Behavior::ok().after(Duration::from_secs(3)))
+        .route(
+            "http://api/slow",
+            Behavior::ok().after(Duration::from_secs(3)),
+        )
         .default_behavior(Behavior::ok());
     let policy = RetryPolicy::builder()
         .attempt_timeout(Duration::from_secs(2))
@@ -433,8 +516,14 @@ async fn per_attempt_timeout_is_a_default_the_request_can_override() {
     // The per-attempt timeout fires per attempt, and the timeout is retried.
     let t0 = Instant::now();
     let err = pool.send("http://api/slow").await.unwrap_err();
-    assert!(matches!(&err, Error::RetriesExhausted { attempts: 2, last } if last.is_timeout()), "{err:?}");
-    assert_eq!(t0.elapsed(), Duration::from_secs(2) + ms(100) + Duration::from_secs(2));
+    assert!(
+        matches!(&err, Error::RetriesExhausted { attempts: 2, last } if last.is_timeout()),
+        "{err:?}"
+    );
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(2) + ms(100) + Duration::from_secs(2)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -447,11 +536,20 @@ async fn first_try_success_records_retry_info_and_stats_stay_honest() {
     assert_eq!(st.success_rate(), 1.0, "defined when nothing ran");
     assert_eq!(st.connections_opened, None, "the mock cannot count");
     let resp = pool.send("http://api/ok").await.unwrap();
-    assert_eq!(info(&resp), RetryInfo { attempts: 1, backoff: Duration::ZERO });
+    assert_eq!(
+        info(&resp),
+        RetryInfo {
+            attempts: 1,
+            backoff: Duration::ZERO
+        }
+    );
     pool.send("http://api/missing").await.unwrap();
     pool.send("http://api/broken").await.unwrap();
     let st = pool.stats();
-    assert_eq!((st.requests, st.attempts, st.succeeded, st.failed), (3, 3, 2, 1));
+    assert_eq!(
+        (st.requests, st.attempts, st.succeeded, st.failed),
+        (3, 3, 2, 1)
+    );
     assert!((st.success_rate() - 2.0 / 3.0).abs() < 1e-12);
     pool.reset_stats();
     let st = pool.stats();
@@ -471,7 +569,10 @@ async fn connections_opened_is_forwarded_and_counted_from_build() {
 #[tokio::test(start_paused = true)]
 async fn go_style_set_retry_policy_and_validation() {
     let mock = MockDriver::new().default_behavior(Behavior::reset());
-    let pool = pool_with(&mock, RetryPolicy::builder().jitter(Jitter::Off).build().unwrap());
+    let pool = pool_with(
+        &mock,
+        RetryPolicy::builder().jitter(Jitter::Off).build().unwrap(),
+    );
     pool.set_retry_policy(1, ms(30)).unwrap();
     assert_eq!(pool.policy().max_retries(), 1);
     assert_eq!(pool.policy().base_delay(), ms(30));
@@ -479,9 +580,15 @@ async fn go_style_set_retry_policy_and_validation() {
     assert_eq!(gaps(&mock), vec![ms(30)]);
     let e = pool.set_retry_policy(5_000, ms(1)).unwrap_err();
     assert_eq!(e.field, "max_retries");
-    let e = pool.set_retry_policy(3, Duration::from_secs(60)).unwrap_err();
+    let e = pool
+        .set_retry_policy(3, Duration::from_secs(60))
+        .unwrap_err();
     assert_eq!(e.field, "base_delay");
-    assert_eq!(pool.policy().max_retries(), 1, "a rejected change changes nothing");
+    assert_eq!(
+        pool.policy().max_retries(),
+        1,
+        "a rejected change changes nothing"
+    );
     pool.set_retry_policy(0, ms(1)).unwrap();
     let _ = pool.send("http://api/x").await;
     assert_eq!(mock.call_count(), 3, "max_retries 0 = one attempt");
@@ -499,7 +606,11 @@ async fn per_host_limit_caps_in_flight_per_origin_only() {
     let b = join_all((0..2).map(|i| pool.send(format!("http://b/{i}"))));
     let (ra, rb) = tokio::join!(a, b);
     assert!(ra.iter().chain(rb.iter()).all(|r| r.is_ok()));
-    assert_eq!(t0.elapsed(), Duration::from_secs(3), "6 to host a, 2 at a time");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(3),
+        "6 to host a, 2 at a time"
+    );
     assert_eq!(mock.max_in_flight(), 4, "2 to a + 2 to b");
     let at = |host: &str, secs: u64| {
         mock.calls()
@@ -512,7 +623,8 @@ async fn per_host_limit_caps_in_flight_per_origin_only() {
     assert_eq!(pool.stats().host_limit_waits, 4);
 
     // A dropped waiter or holder frees its place.
-    let held = tokio::time::timeout(ms(500), join_all((0..2).map(|_| pool.send("http://a/x")))).await;
+    let held =
+        tokio::time::timeout(ms(500), join_all((0..2).map(|_| pool.send("http://a/x")))).await;
     assert!(held.is_err());
     let t1 = Instant::now();
     pool.send("http://a/y").await.unwrap();
@@ -556,7 +668,10 @@ async fn many_concurrent_requests_each_end_exactly_once() {
     assert_eq!(st.attempts, mock.call_count());
     assert_eq!(st.attempts, n.load(Ordering::Relaxed));
     assert_eq!(st.attempts, st.requests + st.retries);
-    let ok = results.iter().filter(|r| matches!(r, Ok(resp) if resp.status() == 200)).count() as u64;
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Ok(resp) if resp.status() == 200))
+        .count() as u64;
     assert_eq!(ok, st.succeeded);
     assert!((0.0..=1.0).contains(&st.success_rate()));
 }
