@@ -29,14 +29,17 @@
 //! * **One attempt per `execute`.** isahc has no retry logic. libcurl,
 //!   though, silently re-sends a request that went out on a *reused*
 //!   keep-alive connection which then closed before a single response
-//!   byte. The driver makes that impossible for requests that are not safe
-//!   to retry (a non-idempotent method not marked `retry_safe`, with a
-//!   body): their body is handed to curl as non-rewindable, so curl fails
-//!   with [`Error::ResetBeforeResponse`](httpclient_core::Error::ResetBeforeResponse) instead of sending it twice, and
-//!   the pool layer decides. For idempotent requests (and bodiless ones,
-//!   which curl needs no rewind for) curl's re-send on a stale connection
-//!   remains, as in Go's `net/http`: the server may count two requests for
-//!   one attempt in that one case.
+//!   byte arrived (its defence against stale pooled connections; there is
+//!   no option to turn it off). The driver makes that impossible for
+//!   requests that are not safe to retry (a non-idempotent method not
+//!   marked `retry_safe`, with a non-empty body): their body is handed to
+//!   curl as non-rewindable, so curl fails with
+//!   [`Error::ResetBeforeResponse`](httpclient_core::Error::ResetBeforeResponse)
+//!   instead of sending it twice, and the pool layer decides. For
+//!   idempotent or `retry_safe` requests, and for bodiless ones (curl needs
+//!   no rewind for those), curl's re-send on a new connection remains, as
+//!   in Go's `net/http`: in that one case the server counts two requests
+//!   for one attempt.
 //! * **Timeouts** follow core's precedence: the request's own timeout,
 //!   else the driver's default (30 s), bounds the whole attempt, including
 //!   every redirect hop and reading the body. A connect that runs out
@@ -88,9 +91,11 @@
 //!
 //! ## Building
 //!
-//! The first build compiles libcurl, zlib and aws-lc from source: it needs a
-//! C compiler (`cc`), and no other system package (see the repository's CI
-//! script for what a fresh machine installs).
+//! The first build compiles libcurl, rustls-ffi and aws-lc from source (and
+//! zlib, unless `pkg-config` finds the system's): it needs a C compiler
+//! (`cc`, e.g. Debian's `gcc` with `libc6-dev`) and nothing else — no
+//! OpenSSL, no cmake, no system libcurl. HTTP/2 adds nghttp2, also built
+//! from source.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -132,3 +132,23 @@ fn from_client_uses_the_driver_defaults() {
     assert_eq!(d.max_body_bytes(), Some(DEFAULT_MAX_BODY_BYTES));
     assert_eq!(d.redirect_policy(), RedirectPolicy::Limit(10));
 }
+
+#[cfg(feature = "http2")]
+#[test]
+fn http2_prior_knowledge_is_a_client_wide_setting() {
+    assert!(
+        IsahcDriver::builder()
+            .http2_prior_knowledge()
+            .build()
+            .is_ok()
+    );
+    let client = isahc::HttpClient::new().unwrap();
+    assert_eq!(
+        config_field(
+            IsahcDriver::builder()
+                .http2_prior_knowledge()
+                .build_with_client(client)
+        ),
+        "http2_prior_knowledge"
+    );
+}
