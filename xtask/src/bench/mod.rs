@@ -26,8 +26,10 @@
 //!   [`crate::stats::MIN_GATED_PAIRS`] pairs: `--quick` (12 pairs, small
 //!   slices) is indicative only.
 //! * Every load loop is bounded in count (slices × requests) and in time
-//!   (per-request timeouts, a per-slice timeout, a per-scenario time limit);
-//!   all traffic goes to 127.0.0.1.
+//!   (per-request timeouts, a per-slice timeout, a per-comparison time limit
+//!   after which no new pair starts, and a hard per-scenario cap —
+//!   60 s with `--quick`, 900 s otherwise — past which the scenario is
+//!   dropped and reported as failed); all traffic goes to 127.0.0.1.
 //!
 //! Output: a table on stdout, `<target>/bench/report.json` (a list of
 //! [`Record`]s) and `<target>/bench/report.md` (runtime shape and date, then
@@ -177,6 +179,9 @@ pub struct BenchConfig {
     pub scenario_time_limit: Duration,
     /// A single slice that takes longer than this fails the scenario.
     pub slice_timeout: Duration,
+    /// Hard wall-clock cap on a whole scenario (any kind): past it the
+    /// scenario's future is dropped and the scenario reported as failed.
+    pub scenario_hard_limit: Duration,
 }
 
 impl BenchConfig {
@@ -190,6 +195,7 @@ impl BenchConfig {
             absolute_requests: if quick { 5_000 } else { 20_000 },
             scenario_time_limit: Duration::from_secs(if quick { 8 } else { 180 }),
             slice_timeout: Duration::from_secs(30),
+            scenario_hard_limit: Duration::from_secs(if quick { 60 } else { 900 }),
         }
     }
 
@@ -723,7 +729,16 @@ fn run(root: &Path, args: &crate::cli::BenchArgs) -> Result<ExitCode, String> {
         }
         let t0 = Instant::now();
         let fut = (scenario.run)(ctx.clone());
-        let outcome = rt.block_on(rt.spawn(fut));
+        let hard_limit = config.scenario_hard_limit;
+        let outcome = rt.block_on(rt.spawn(async move {
+            match tokio::time::timeout(hard_limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(BenchError::from(format!(
+                    "stopped at the hard limit of {hard_limit:?} per scenario \
+                     (size --quick runs with ctx.config().quick)"
+                ))),
+            }
+        }));
         let tty = std::io::stderr().is_terminal();
         let clear = if tty { "\r\x1b[2K" } else { "" };
         match outcome {
