@@ -223,13 +223,14 @@ async fn recommended_order(kind: Kind, n: usize) {
     );
     assert_eq!(p.attempts, n as u64 + p.retries, "{label}");
     // Everything that reached the server passed the limiter: traffic,
-    // warm-up and probes. A probe still queued when `stop` ended the
-    // checker is counted by the pool and the limiter but never sent.
+    // warm-up and probes. The one probe `stop` may cut off (queued, or
+    // granted but not yet forwarded) is counted by the pool and the
+    // limiter but never sent.
     assert_eq!(
-        l.limiter.granted, s.requests,
+        l.executed, s.requests,
         "{label}: one permit per request the server saw"
     );
-    assert_eq!(l.executed, s.requests, "{label}");
+    assert!(l.limiter.granted - l.executed <= 1, "{label}: {l:?}");
     assert_eq!(
         p.attempts + p.warmup_requests + p.probes,
         l.limiter.requests,

@@ -238,6 +238,60 @@ fn d01c_retry_after_a_reset_sends_the_same_request_again() {
     });
 }
 
+/// 1 (every error retried, the same `req` resent blindly): a POST that is
+/// not marked retry-safe is sent exactly once even when the server answers
+/// `503` — it may have been applied — and comes back as is; marked
+/// retry-safe, it is retried. wiremock checks the counts.
+#[test]
+fn d01d_a_post_that_may_have_been_applied_is_not_resent() {
+    let _serial = serial();
+    runtime().block_on(async {
+        for kind in [Kind::Reqwest, Kind::Isahc] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/unsafe"))
+                .respond_with(ResponseTemplate::new(503))
+                .expect(1)
+                .named("unsafe POST: one attempt only")
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .and(path("/safe"))
+                .respond_with(ResponseTemplate::new(503))
+                .expect(3)
+                .named("retry-safe POST: one attempt and two retries")
+                .mount(&server)
+                .await;
+            let pool = ConnectionPool::builder(driver(kind))
+                .retry_policy(quick_retries(2))
+                .build()
+                .unwrap();
+            let url = |p: &str| format!("{}{p}", server.uri());
+            let resp = pool
+                .send(Request::post(url("/unsafe")).body("charge 10 EUR"))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 503, "{kind:?}: returned as is");
+            assert_eq!(pool.stats().not_retried_unsafe, 1, "{kind:?}");
+            let resp = pool
+                .send(
+                    Request::post(url("/safe"))
+                        .body("idempotent")
+                        .retry_safe(true),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                503,
+                "{kind:?}: the last answer after the retries"
+            );
+            assert_eq!(resp.extensions().get::<RetryInfo>().unwrap().attempts, 3);
+            server.verify().await;
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 2. The integration benchmark reuses requests after closing responses.
 // ---------------------------------------------------------------------------
