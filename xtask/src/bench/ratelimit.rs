@@ -16,17 +16,22 @@
 //!   not counted).
 //! * `ratelimit/20000-b1` — the same at 20,000/s with no I/O after the
 //!   permit (the loopback server cannot take 20k/s here).
+//! * `ratelimit/1000-b1-strict`, `ratelimit/100-b1-strict` —
+//!   `Spacing::Strict` with each precision: the rate it keeps and the
+//!   smallest gap between releases.
 //! * `ratelimit/acquire` — uncontended `Limiter::acquire` with permits
-//!   always available: ns per call, median of runs.
+//!   always available: CPU ns per call, median of runs (wall-clock in the
+//!   notes; see [`acquire_overhead`] for why CPU time).
 //! * `ratelimit/noop` — `RateLimitedExecutor` over a no-op driver with
-//!   permits always available: permits per second, sequential calls.
+//!   permits always available: permits per CPU-second, sequential calls
+//!   (wall-clock rate in the notes).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use httpclient_ratelimit::httpclient_core::{self as core, Driver, async_trait};
-use httpclient_ratelimit::{Limiter, Precision, Quota, RateLimitedExecutor};
+use httpclient_ratelimit::{Limiter, Precision, Quota, RateLimitedExecutor, Spacing};
 
 use super::cpu::process_cpu_time;
 use super::load::{plain_reqwest_client, reqwest_get};
@@ -42,6 +47,8 @@ pub fn scenarios() -> Vec<Scenario> {
         paced("ratelimit/1000-b1", 1_000, Duration::from_secs(5), true),
         paced("ratelimit/100-b1", 100, Duration::from_secs(10), true),
         paced("ratelimit/20000-b1", 20_000, Duration::from_secs(5), false),
+        strict("ratelimit/1000-b1-strict", 1_000),
+        strict("ratelimit/100-b1-strict", 100),
         Scenario::new("ratelimit/acquire", acquire_overhead),
         Scenario::new("ratelimit/noop", noop_throughput),
     ]
@@ -49,15 +56,17 @@ pub fn scenarios() -> Vec<Scenario> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
-    Ours(Precision),
+    Ours(Precision, Spacing),
     Governor,
 }
 
 impl Side {
     fn name(self) -> &'static str {
         match self {
-            Side::Ours(Precision::Timer) => "ours (Precision::Timer)",
-            Side::Ours(_) => "ours (Precision::Fine)",
+            Side::Ours(Precision::Timer, Spacing::Scheduled) => "ours (Precision::Timer)",
+            Side::Ours(_, Spacing::Scheduled) => "ours (Precision::Fine)",
+            Side::Ours(Precision::Timer, _) => "ours (Spacing::Strict, Precision::Timer)",
+            Side::Ours(..) => "ours (Spacing::Strict, Precision::Fine)",
             Side::Governor => "governor until_ready",
         }
     }
@@ -69,6 +78,9 @@ struct Slice {
     releases: Vec<u64>,
     /// Release lags in ns (ours only).
     lags: Vec<u64>,
+    /// Release instants as the limiter itself took them (grant + lag, on
+    /// its clock; ours only), sorted.
+    commits: Vec<u64>,
     errors: u64,
     cpu: Duration,
     wall: Duration,
@@ -83,6 +95,10 @@ struct Paced {
     ideal: f64,
     releases: usize,
     max_100ms: u64,
+    /// Smallest gap between two consecutive releases, ns: as the callers
+    /// saw them, and as the limiter released them.
+    min_gap: Option<u64>,
+    min_commit_gap: Option<u64>,
     /// Pooled release lags in ns, sorted.
     lags: Vec<u64>,
     errors: u64,
@@ -106,6 +122,11 @@ impl Paced {
             best = best.max(j - i + 1);
         }
         self.max_100ms = self.max_100ms.max(best as u64);
+        let min_gap = |v: &[u64], acc: Option<u64>| {
+            v.windows(2).map(|w| w[1] - w[0]).chain(acc).min()
+        };
+        self.min_gap = min_gap(r, self.min_gap);
+        self.min_commit_gap = min_gap(&s.commits, self.min_commit_gap);
         self.lags.extend(s.lags);
         self.lags.sort_unstable();
         self.errors += s.errors;
@@ -172,9 +193,10 @@ async fn paced_slice(
     let burst = 1;
     let nz = |n: u32| NonZeroU32::new(n).ok_or("zero rate");
     let ours = match side {
-        Side::Ours(p) => Some(
+        Side::Ours(p, spacing) => Some(
             Limiter::builder(Quota::per_second(rate)?.burst(burst)?)
                 .precision(p)
+                .spacing(spacing)
                 .build(),
         ),
         Side::Governor => None,
@@ -192,7 +214,8 @@ async fn paced_slice(
             let gov = gov.clone();
             let target = target.clone();
             tokio::spawn(async move {
-                let (mut rel, mut lags, mut errors) = (Vec::new(), Vec::new(), 0u64);
+                let (mut rel, mut lags, mut commits, mut errors) =
+                    (Vec::new(), Vec::new(), Vec::new(), 0u64);
                 while tokio::time::Instant::now() < end {
                     match &ours {
                         Some(l) => match tokio::time::timeout_at(end, l.acquire()).await {
@@ -200,6 +223,8 @@ async fn paced_slice(
                                 let now = l.clock().now();
                                 rel.push(start.elapsed());
                                 lags.push(now.saturating_sub(p.granted_at()));
+                                let lag = p.release_lag().as_nanos() as u64;
+                                commits.push(p.granted_at() + lag);
                             }
                             _ => break,
                         },
@@ -214,27 +239,30 @@ async fn paced_slice(
                         errors += 1;
                     }
                 }
-                (rel, lags, errors)
+                (rel, lags, commits, errors)
             })
         })
         .collect();
     let mut out = Slice {
         releases: Vec::new(),
         lags: Vec::new(),
+        commits: Vec::new(),
         errors: 0,
         cpu: Duration::ZERO,
         wall: Duration::ZERO,
     };
     for t in tasks {
-        let (rel, lags, errors) = t.await?;
+        let (rel, lags, commits, errors) = t.await?;
         out.releases.extend(rel.iter().map(|d| d.as_nanos() as u64));
         out.lags.extend(lags);
+        out.commits.extend(commits);
         out.errors += errors;
     }
     out.wall = start.elapsed();
     out.cpu = process_cpu_time().saturating_sub(cpu0);
     out.releases.retain(|&r| r <= run_for.as_nanos() as u64);
     out.releases.sort_unstable();
+    out.commits.sort_unstable();
     Ok(out)
 }
 
@@ -253,9 +281,9 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
             })
         };
         let sides = [
-            Side::Ours(Precision::Timer),
+            Side::Ours(Precision::Timer, Spacing::Scheduled),
             Side::Governor,
-            Side::Ours(Precision::Fine),
+            Side::Ours(Precision::Fine, Spacing::Scheduled),
         ];
         let burst = 1;
         let mut agg: [Paced; 3] = Default::default();
@@ -337,76 +365,167 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
     })
 }
 
+/// `Spacing::Strict`: the rate it keeps with each precision, and the
+/// smallest gap between two releases (its promise: at least one period).
+fn strict(id: &'static str, rate: u32) -> Scenario {
+    Scenario::new(id, move |ctx: Arc<BenchCtx>| strict_run(ctx, id, rate))
+}
+
+async fn strict_run(ctx: Arc<BenchCtx>, id: &'static str, rate: u32) -> Result<Vec<Record>, BenchError> {
+    let period_us = 1e6 / f64::from(rate);
+    let (slice, slices) = if ctx.config().quick {
+        (Duration::from_secs(1), 1)
+    } else {
+        (Duration::from_secs(2), 3)
+    };
+    let sides = [
+        Side::Ours(Precision::Timer, Spacing::Strict),
+        Side::Ours(Precision::Fine, Spacing::Strict),
+    ];
+    let mut agg: [Paced; 2] = Default::default();
+    for k in 0..slices {
+        for i in if k % 2 == 0 { [0, 1] } else { [1, 0] } {
+            ctx.progress(&format!("slice {}/{slices}: {}", k + 1, sides[i].name()));
+            let target = Some((plain_reqwest_client()?, ctx.url("/")));
+            agg[i].add(paced_slice(sides[i], rate, slice, target).await?, rate, 1);
+        }
+    }
+    let note = format!(
+        "{rate}/s burst 1, {CALLERS} callers, GET / after each permit, {slices} slice(s) of {slice:?} per side; \
+         Timer: {}; Fine: {}",
+        agg[0].summary(),
+        agg[1].summary()
+    );
+    let us = |g: Option<u64>| g.map_or(f64::NAN, |g| g as f64 / 1e3);
+    let gap = |p: &Paced, fine: bool| {
+        Record::absolute(
+            id,
+            if fine { "fine_min_gap_us" } else { "min_gap_us" },
+            "us",
+            us(p.min_commit_gap),
+            slices,
+        )
+        .with_value_threshold(Threshold::AtLeast(period_us))
+        .note(format!(
+            "smallest gap between two releases as the limiter made them (grant + lag on its clock); \
+             as the callers noted them just after: {:.0} us (that one also counts the OS preempting the \
+             bench thread in between)",
+            us(p.min_gap)
+        ))
+    };
+    Ok(vec![
+        Record::absolute(id, "achieved_ratio", "ratio", agg[0].achieved_ratio(), slices).note(note),
+        gap(&agg[0], false),
+        Record::absolute(id, "fine_achieved_ratio", "ratio", agg[1].achieved_ratio(), slices),
+        gap(&agg[1], true),
+    ])
+}
+
 /// A limiter that never makes anyone wait: ~1 ns period, a huge burst.
 fn unlimited() -> Result<Quota, BenchError> {
     Ok(Quota::with_period(Duration::from_nanos(1))?.burst(u32::MAX)?)
 }
 
+/// Wall-clock and process CPU time around a synchronous-looking loop.
+struct Clocked {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn per_op_ns(d: Duration, n: u32) -> f64 {
+    d.as_nanos() as f64 / f64::from(n)
+}
+
+/// The machine these figures come from is shared (2 cores, often a load
+/// of 10+), so wall time per call mostly measures how long the bench thread
+/// waited for a CPU. The gated figures are therefore **CPU time** per call
+/// (process CPU from `schedstat`, ns precision, the bench runtime's single
+/// worker doing all the work); the wall-clock medians are in the notes.
 async fn acquire_overhead(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> {
-    let n: u32 = if ctx.config().quick {
-        200_000
-    } else {
-        2_000_000
-    };
+    let n: u32 = if ctx.config().quick { 200_000 } else { 2_000_000 };
     let limiter = Limiter::new(unlimited()?);
-    let mut acquire_ns = Vec::new();
-    let mut try_ns = Vec::new();
+    let (mut acq_cpu, mut acq_wall, mut try_cpu, mut try_wall) = (vec![], vec![], vec![], vec![]);
     for run in 0..7 {
         ctx.progress(&format!("run {}/7", run + 1));
-        let t0 = Instant::now();
-        for _ in 0..n {
-            limiter.acquire().await?;
-        }
-        acquire_ns.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
-        let t0 = Instant::now();
-        for _ in 0..n {
-            limiter.try_acquire()?;
-        }
-        try_ns.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
+        let c = clocked_async(async {
+            for _ in 0..n {
+                limiter.acquire().await?;
+            }
+            Ok::<_, BenchError>(())
+        })
+        .await?;
+        acq_cpu.push(per_op_ns(c.cpu, n));
+        acq_wall.push(per_op_ns(c.wall, n));
+        let c = clocked(|| {
+            for _ in 0..n {
+                std::hint::black_box(limiter.try_acquire())?;
+            }
+            Ok::<_, BenchError>(())
+        })?;
+        try_cpu.push(per_op_ns(c.cpu, n));
+        try_wall.push(per_op_ns(c.wall, n));
         tokio::task::yield_now().await;
     }
-    // What the two unavoidable steps cost on this machine right now (a
-    // clock read and an uncontended lock), for reading the figure above.
-    let (clock_ns, lock_ns) = calibrate(n);
+    // What the two unavoidable steps cost here (a clock read and an
+    // uncontended lock), for reading the figure above.
+    let m = std::sync::Mutex::new(0u64);
+    let clock = clocked(|| {
+        for _ in 0..n {
+            std::hint::black_box(Instant::now());
+        }
+        Ok::<_, BenchError>(())
+    })?;
+    let lock = clocked(|| {
+        for _ in 0..n {
+            *std::hint::black_box(&m).lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+        Ok::<_, BenchError>(())
+    })?;
     let s = limiter.stats();
     if s.throttled > 0 {
-        return Err(format!(
-            "{} acquisitions waited; the quota was meant to be unlimited",
-            s.throttled
-        )
-        .into());
+        return Err(format!("{} acquisitions waited; the quota was meant to be unlimited", s.throttled).into());
     }
+    let med = |v: &[f64]| median(v).unwrap_or(f64::NAN);
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
     Ok(vec![
-        Record::absolute("ratelimit/acquire", "ns", "ns/op", median(&acquire_ns).unwrap_or(f64::NAN), 7)
+        Record::absolute("ratelimit/acquire", "ns", "ns/op", med(&acq_cpu), 7)
             .with_value_threshold(Threshold::AtMost(100.0))
             .note(format!(
-                "median of 7 runs of {n} uncontended `acquire().await` with a permit always available (runs: {}); \
-                 `try_acquire` median {:.1} ns; on this machine now, `Instant::now()` costs {clock_ns:.1} ns \
-                 and an uncontended `std::sync::Mutex` lock/unlock {lock_ns:.1} ns",
-                acquire_ns.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(", "),
-                median(&try_ns).unwrap_or(f64::NAN)
+                "CPU time per uncontended `acquire().await` with a permit always available, median of 7 runs \
+                 of {n} (runs: {}); wall-clock median {:.1} ns/op (the machine is shared: wall time includes \
+                 waiting for a CPU); `try_acquire`: CPU {:.1} ns, wall {:.1} ns; for scale, `Instant::now()` \
+                 costs {:.1} ns CPU ({:.1} wall) and an uncontended `std::sync::Mutex` lock/unlock {:.1} ns CPU \
+                 ({:.1} wall) here",
+                list(&acq_cpu),
+                med(&acq_wall),
+                med(&try_cpu),
+                med(&try_wall),
+                per_op_ns(clock.cpu, n),
+                per_op_ns(clock.wall, n),
+                per_op_ns(lock.cpu, n),
+                per_op_ns(lock.wall, n),
             )),
     ])
 }
 
-/// Median ns of `Instant::now()` and of an uncontended mutex lock/unlock.
-fn calibrate(n: u32) -> (f64, f64) {
-    let mut clock = Vec::new();
-    let mut lock = Vec::new();
-    let m = std::sync::Mutex::new(0u64);
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(Instant::now());
-        }
-        clock.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
-        let t0 = Instant::now();
-        for _ in 0..n {
-            *std::hint::black_box(&m).lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        }
-        lock.push(t0.elapsed().as_nanos() as f64 / f64::from(n));
-    }
-    (median(&clock).unwrap_or(f64::NAN), median(&lock).unwrap_or(f64::NAN))
+fn clocked<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Clocked, E> {
+    let cpu0 = process_cpu_time();
+    let t0 = Instant::now();
+    f()?;
+    Ok(Clocked {
+        wall: t0.elapsed(),
+        cpu: process_cpu_time().saturating_sub(cpu0),
+    })
+}
+
+async fn clocked_async<E>(f: impl std::future::Future<Output = Result<(), E>>) -> Result<Clocked, E> {
+    let cpu0 = process_cpu_time();
+    let t0 = Instant::now();
+    f.await?;
+    Ok(Clocked {
+        wall: t0.elapsed(),
+        cpu: process_cpu_time().saturating_sub(cpu0),
+    })
 }
 
 /// A driver that answers 200 at once: only the layer's own cost remains.
@@ -424,38 +543,41 @@ async fn noop_throughput(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> 
     let chunks = if ctx.config().quick { 20 } else { 100 };
     let exec = RateLimitedExecutor::new(Noop, unlimited()?);
     let proto = core::Request::get("http://127.0.0.1/").build()?;
-    let mut limited = Duration::ZERO;
-    let mut bare = Duration::ZERO;
+    let mut limited = Clocked { wall: Duration::ZERO, cpu: Duration::ZERO };
+    let mut bare = Clocked { wall: Duration::ZERO, cpu: Duration::ZERO };
     for c in 0..chunks {
         if c % 10 == 0 {
             ctx.progress(&format!("chunk {}/{chunks}", c + 1));
         }
         for (side, total) in [(true, &mut limited), (false, &mut bare)] {
             let reqs: Vec<_> = (0..CHUNK).filter_map(|_| proto.try_clone()).collect();
-            let t0 = Instant::now();
-            for r in reqs {
-                let resp = if side {
-                    exec.execute(r).await?
-                } else {
-                    Noop.execute(r).await?
-                };
-                std::hint::black_box(resp);
-            }
-            *total += t0.elapsed();
+            let t = clocked_async(async {
+                for r in reqs {
+                    let resp = if side { exec.execute(r).await? } else { Noop.execute(r).await? };
+                    std::hint::black_box(resp);
+                }
+                Ok::<_, BenchError>(())
+            })
+            .await?;
+            total.wall += t.wall;
+            total.cpu += t.cpu;
         }
     }
     let n = (CHUNK * chunks) as f64;
-    let rps = n / limited.as_secs_f64();
-    let bare_rps = n / bare.as_secs_f64();
+    let per_s = |d: Duration| n / d.as_secs_f64();
     let s = exec.stats();
-    let mut r = Record::absolute("ratelimit/noop", "rps", "permits/s", rps, chunks as u32)
+    let mut r = Record::absolute("ratelimit/noop", "rps", "permits/s", per_s(limited.cpu), chunks as u32)
         .with_value_threshold(Threshold::AtLeast(1_000_000.0))
         .note(format!(
-            "RateLimitedExecutor<no-op driver>, {n} sequential execute() calls, permits always available \
-             (request construction excluded); the bare no-op driver does {bare_rps:.0}/s; {} executed",
+            "RateLimitedExecutor<no-op driver>: {n} sequential execute() calls with permits always available \
+             (request construction excluded), per CPU-second (wall-clock: {:.0}/s on this shared machine); \
+             the bare no-op driver: {:.0}/CPU-s ({:.0}/s wall); {} executed",
+            per_s(limited.wall),
+            per_s(bare.cpu),
+            per_s(bare.wall),
             s.executed
         ));
-    r.baseline = Some(bare_rps);
+    r.baseline = Some(per_s(bare.cpu));
     r.baseline_name = Some("bare no-op driver".to_string());
     Ok(vec![r])
 }
