@@ -47,6 +47,13 @@ const FIRST_SWEEP: usize = 64;
 
 type KeyFn<K> = Arc<dyn Fn(&Request) -> K + Send + Sync>;
 
+/// How long a request may wait for its key's permit.
+enum Wait {
+    Forever,
+    Never,
+    AtMost(Duration),
+}
+
 /// Totals over every key, including evicted ones.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -414,12 +421,12 @@ where
         &self,
         limiter: &Limiter,
         request: Request,
-        within: Option<Duration>,
+        wait: Wait,
     ) -> Result<Response, Error> {
-        let permit = match within {
-            None => limiter.acquire().await?,
-            Some(d) if d.is_zero() => limiter.try_acquire()?,
-            Some(d) => limiter.acquire_within(d).await?,
+        let permit = match wait {
+            Wait::Forever => limiter.acquire().await?,
+            Wait::Never => limiter.try_acquire()?,
+            Wait::AtMost(d) => limiter.acquire_within(d).await?,
         };
         self.executed.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight::enter(&self.in_flight);
@@ -435,7 +442,7 @@ where
     /// [`Error::Stopped`], or the driver's error.
     pub async fn try_execute(&self, request: Request) -> Result<Response, Error> {
         let limiter = self.limiter_for(&(self.key_fn)(&request))?;
-        self.run(&limiter, request, Some(Duration::ZERO)).await
+        self.run(&limiter, request, Wait::Never).await
     }
 
     /// Execute if the key's next grant is at most `max_wait` away (see
@@ -449,12 +456,7 @@ where
         max_wait: Duration,
     ) -> Result<Response, Error> {
         let limiter = self.limiter_for(&(self.key_fn)(&request))?;
-        self.run(
-            &limiter,
-            request,
-            Some(max_wait.max(Duration::from_nanos(1))),
-        )
-        .await
+        self.run(&limiter, request, Wait::AtMost(max_wait)).await
     }
 
     /// Set `key`'s quota (kept as an override; applied at once if the key
@@ -560,7 +562,7 @@ where
 {
     async fn execute(&self, request: Request) -> Result<Response, Error> {
         let limiter = self.limiter_for(&(self.key_fn)(&request))?;
-        self.run(&limiter, request, None).await
+        self.run(&limiter, request, Wait::Forever).await
     }
 
     fn connections_opened(&self) -> Option<u64> {

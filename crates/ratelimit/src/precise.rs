@@ -150,7 +150,10 @@ impl Drop for PreciseTimer {
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+            && handle.thread().id() != std::thread::current().id()
         {
+            // (Never join ourselves: a waker run on the helper thread could
+            // in principle drop the last owner; the loop exits on its own.)
             let _ = handle.join();
         }
     }

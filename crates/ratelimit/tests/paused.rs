@@ -695,3 +695,38 @@ async fn stats_reset_and_accounting_identity() {
     assert_eq!(s.throttle_rate(), 0.0);
     assert_eq!(s.quota, q(100.0, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyed_try_and_bounded_waits_follow_each_keys_schedule() {
+    let mock = MockDriver::new();
+    let exec = KeyedRateLimitedExecutor::new(mock.clone(), q(10.0, 1));
+    let get = |u: &str| Request::get(u).build().unwrap();
+    exec.try_execute(get("http://a.test/")).await.unwrap();
+    // Another key is untouched by a's schedule.
+    exec.try_execute(get("http://b.test/")).await.unwrap();
+    let err = exec.try_execute(get("http://a.test/")).await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::RateLimited { reason: RateLimitReason::WouldWait, retry_after: Some(d) }
+            if d == Duration::from_millis(100)
+    ));
+    // Zero means "do not wait", as on the plain limiter.
+    assert!(
+        exec.execute_within(get("http://a.test/"), Duration::ZERO)
+            .await
+            .is_err()
+    );
+    assert!(
+        exec.execute_within(get("http://a.test/"), Duration::from_millis(99))
+            .await
+            .is_err()
+    );
+    let t = Instant::now();
+    exec.execute_within(get("http://a.test/"), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(Instant::now() - t, Duration::from_millis(100));
+    assert_eq!(mock.call_count(), 3);
+    let s = exec.stats();
+    assert_eq!((s.rejected_would_wait, s.granted, s.executed), (3, 3, 3));
+}
