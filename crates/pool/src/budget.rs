@@ -129,7 +129,7 @@ struct Bucket {
 pub(crate) struct BudgetState {
     config: RetryBudget,
     start: Instant,
-    bucket_nanos: u128,
+    bucket_nanos: u64,
     buckets: [Bucket; BUCKETS],
 }
 
@@ -138,14 +138,17 @@ impl BudgetState {
         BudgetState {
             config,
             start: now,
-            bucket_nanos: (config.window.as_nanos() / BUCKETS as u128).max(1),
+            // The window is at most an hour: its nanoseconds fit in u64.
+            bucket_nanos: u64::try_from(config.window.as_nanos() / BUCKETS as u128)
+                .unwrap_or(u64::MAX)
+                .max(1),
             buckets: [Bucket::default(); BUCKETS],
         }
     }
 
     fn epoch(&self, now: Instant) -> u64 {
-        let e = now.saturating_duration_since(self.start).as_nanos() / self.bucket_nanos;
-        u64::try_from(e).unwrap_or(u64::MAX)
+        let elapsed = now.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(elapsed).unwrap_or(u64::MAX) / self.bucket_nanos
     }
 
     fn current(&mut self, now: Instant) -> &mut Bucket {

@@ -773,12 +773,14 @@ impl<D: Driver> ConnectionPool<D> {
                 inc(&c.deadline_exceeded);
                 return (outcome, attempt, backoff);
             }
+            if s.token.is_cancelled() {
+                return (outcome, attempt, backoff);
+            }
             if !lock(&s.budget).try_withdraw(Instant::now()) {
                 inc(&c.budget_exhausted);
                 tracing::debug!("not retried: retry budget exhausted");
                 return (outcome, attempt, backoff);
             }
-            inc(&c.retries);
             let slept_from = Instant::now();
             let stopped = tokio::select! {
                 _ = tokio::time::sleep(delay) => false,
@@ -793,6 +795,8 @@ impl<D: Driver> ConnectionPool<D> {
             if stopped {
                 return (outcome, attempt, backoff);
             }
+            // Counted once the retry really goes ahead.
+            inc(&c.retries);
             last = Some(outcome);
         }
     }

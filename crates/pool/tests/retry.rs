@@ -406,6 +406,7 @@ async fn dropping_the_future_stops_the_backoff_at_once() {
         (st.cancelled, st.in_flight, st.failed, st.succeeded),
         (1, 0, 0, 0)
     );
+    assert_eq!(st.retries, 0, "a retry that never happened is not counted");
 }
 
 #[tokio::test(start_paused = true)]
@@ -446,6 +447,11 @@ async fn stop_wakes_sleeping_retries_and_refuses_new_calls() {
     let st = pool.stats();
     assert!(st.stopped);
     assert_eq!(st.failures_by_kind.get("stopped"), Some(&1));
+    assert_eq!(
+        (st.attempts, st.retries),
+        (1, 0),
+        "a retry that never happened is not counted"
+    );
 
     // stop() on a pool does not cancel the caller's own token.
     let parent = httpclient_pool::CancellationToken::new();
