@@ -38,7 +38,7 @@ proptest! {
         prop_assert!(lo <= hi && hi <= max);
         prop_assert_eq!(hi, p.backoff_ceiling(retry));
         prop_assert!(p.backoff_ceiling(retry.saturating_add(1)) >= p.backoff_ceiling(retry));
-        if retry >= 1 && retry < 8 {
+        if (1..8).contains(&retry) {
             let exact = base.as_secs_f64() * multiplier.powi(retry as i32 - 1);
             let expect = exact.min(max.as_secs_f64());
             prop_assert!((p.backoff_ceiling(retry).as_secs_f64() - expect).abs() < 1e-6);
