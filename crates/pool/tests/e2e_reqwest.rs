@@ -205,3 +205,52 @@ async fn poll(mut cond: impl FnMut() -> bool) -> Option<Duration> {
     }
     None
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_really_opens_connections_that_traffic_then_reuses() {
+    const PER_HOST: usize = 8;
+    let server = TestServer::start().await.unwrap();
+    let pool = Arc::new(ConnectionPool::new(driver()));
+    let report = pool
+        .warmup_connections([server.base_url(), "http://".to_string()], PER_HOST)
+        .await
+        .unwrap();
+    let host = &report.hosts[0];
+    assert_eq!(
+        (host.succeeded, host.failed),
+        (PER_HOST, 0),
+        "{:?}",
+        host.errors
+    );
+    assert_eq!(
+        report.hosts[1].failed, PER_HOST,
+        "the bad host has its own error"
+    );
+    assert!(matches!(
+        report.hosts[1].errors[..],
+        [Error::InvalidRequest { .. }]
+    ));
+    assert_eq!(
+        report.connections_opened,
+        Some(PER_HOST as u64),
+        "counted by the driver"
+    );
+    assert_eq!(server.stats().connections_accepted, PER_HOST as u64);
+
+    // The same number of concurrent requests finds the connections warm.
+    let url = server.url("/?delay_ms=20");
+    let results = futures_util::future::join_all((0..PER_HOST).map(|_| {
+        let pool = Arc::clone(&pool);
+        let url = url.clone();
+        async move { pool.send(url.as_str()).await }
+    }))
+    .await;
+    assert!(results.iter().all(|r| r.is_ok()));
+    assert_eq!(
+        server.stats().connections_accepted,
+        PER_HOST as u64,
+        "no new connection was needed"
+    );
+    assert_eq!(pool.stats().warmup_requests, PER_HOST as u64);
+    server.shutdown().await;
+}

@@ -681,3 +681,46 @@ async fn many_concurrent_requests_each_end_exactly_once() {
     assert_eq!(ok, st.succeeded);
     assert!((0.0..=1.0).contains(&st.success_rate()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn host_state_is_bounded_and_idle_hosts_are_forgotten() {
+    let mock = MockDriver::new()
+        .route("http://slow", Behavior::ok().after(Duration::from_secs(5)))
+        .default_behavior(Behavior::ok());
+    let pool = ConnectionPool::builder(mock.clone())
+        .per_host_limit(1)
+        .max_hosts(2)
+        .build()
+        .unwrap();
+    // Two hosts busy: a third cannot get a slot map entry.
+    let busy = join_all([pool.send("http://slow1/"), pool.send("http://slow2/")]);
+    let third = async {
+        tokio::time::sleep(ms(10)).await;
+        pool.send("http://c/").await
+    };
+    let (busy, third) = tokio::join!(busy, third);
+    assert!(busy.iter().all(|r| r.is_ok()));
+    let err = third.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RateLimited {
+                reason: RateLimitReason::TooManyKeys,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.may_have_been_sent());
+    // Once idle, old hosts are forgotten and new ones fit.
+    for h in ["http://d/", "http://e/", "http://f/"] {
+        pool.send(h).await.unwrap();
+    }
+    assert!(pool.stats().hosts.len() <= 2);
+    assert!(
+        ConnectionPool::builder(MockDriver::new())
+            .max_hosts(0)
+            .build()
+            .is_err()
+    );
+}
