@@ -33,61 +33,108 @@ impl<S> tower_layer::Layer<S> for CountConnectsLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         CountConnects {
-            inner,
+            inner: Arc::new(inner),
             count: Arc::clone(&self.count),
         }
     }
 }
 
 /// The connector service with a counter.
-#[derive(Debug, Clone)]
+///
+/// hyper-util clones the whole connector stack for **every request** (the
+/// clone feeds a lazy connect that a pooled connection usually makes
+/// unnecessary), and reqwest boxes each layer, so a plain wrapper would turn
+/// every request into a deep clone of reqwest's connector plus a dozen
+/// allocations. Keeping the inner service behind an `Arc` makes that
+/// per-request clone two reference-count increments; the inner service is
+/// cloned only when a connection is really made (`call`), where it is
+/// readied and called once — tower's "clone, then oneshot" idiom.
+#[derive(Debug)]
 pub(crate) struct CountConnects<S> {
-    inner: S,
+    inner: Arc<S>,
     count: Arc<AtomicU64>,
+}
+
+impl<S> Clone for CountConnects<S> {
+    fn clone(&self) -> Self {
+        CountConnects {
+            inner: Arc::clone(&self.inner),
+            count: Arc::clone(&self.count),
+        }
+    }
 }
 
 impl<S, R> tower_service::Service<R> for CountConnects<S>
 where
-    S: tower_service::Service<R>,
+    S: tower_service::Service<R> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = CountConnect<S::Future>;
+    type Future = CountConnect<S, R>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is checked on the clone that serves the call.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: R) -> Self::Future {
         CountConnect {
-            inner: self.inner.call(req),
+            state: State::Ready {
+                svc: S::clone(&self.inner),
+                req: Some(req),
+            },
             count: Arc::clone(&self.count),
         }
     }
 }
 
 pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<S, R, F> {
+        Ready { svc: S, req: Option<R> },
+        Calling { #[pin] fut: F },
+    }
+}
+
+pin_project_lite::pin_project! {
     /// One connection attempt; counts itself when it succeeds.
-    pub(crate) struct CountConnect<F> {
+    pub(crate) struct CountConnect<S, R>
+    where
+        S: tower_service::Service<R>,
+    {
         #[pin]
-        inner: F,
+        state: State<S, R, S::Future>,
         count: Arc<AtomicU64>,
     }
 }
 
-impl<F, T, E> Future for CountConnect<F>
+impl<S, R> Future for CountConnect<S, R>
 where
-    F: Future<Output = Result<T, E>>,
+    S: tower_service::Service<R>,
 {
-    type Output = Result<T, E>;
+    type Output = Result<S::Response, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let out = std::task::ready!(this.inner.poll(cx));
-        if out.is_ok() {
-            this.count.fetch_add(1, Ordering::Relaxed);
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Ready { svc, req } => {
+                    std::task::ready!(svc.poll_ready(cx))?;
+                    let Some(req) = req.take() else {
+                        unreachable!("the request is taken once, then the state moves on")
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Calling { fut });
+                }
+                StateProj::Calling { fut } => {
+                    let out = std::task::ready!(fut.poll(cx));
+                    if out.is_ok() {
+                        this.count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(out);
+                }
+            }
         }
-        Poll::Ready(out)
     }
 }
 

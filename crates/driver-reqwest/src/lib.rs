@@ -20,6 +20,9 @@
 //!   every connection established, so [`Driver::connections_opened`] is
 //!   exact (`Some(n)`) — for a driver this crate built. Around your own
 //!   client ([`ReqwestDriver::from_client`]) it is `None`: never a guess.
+//!   The layer has a small per-request cost (reqwest boxes connector
+//!   layers and clones the connector per request); turn it off with
+//!   [`ReqwestDriverBuilder::count_connections`] if you never read it.
 //!
 //! ## Defaults
 //!
@@ -35,6 +38,7 @@
 //! | idle connections per host | unbounded (reqwest's default) |
 //! | `User-Agent` (when the request has none) | [`DEFAULT_USER_AGENT`] |
 //! | retries | none |
+//! | connection counting | on ([`ReqwestDriverBuilder::count_connections`]) |
 //! | TLS | rustls with the aws-lc-rs provider, the platform's root store |
 //! | HTTP version | HTTP/1.1; HTTP/2 with the `http2` feature (ALPN, or prior knowledge) |
 //!
@@ -215,7 +219,7 @@ impl ReqwestDriver {
         timeout: Option<Duration>,
     ) -> Result<(reqwest::Request, Uri, String), Error> {
         let uri = request.uri().clone();
-        let uri_string = uri.to_string();
+        let uri_string = uri_to_string(&uri);
         let url = reqwest::Url::parse(&uri_string).map_err(|e| Error::InvalidRequest {
             reason: format!("reqwest cannot use the URL `{uri_string}`"),
             source: Some(Box::new(e)),
@@ -237,6 +241,21 @@ impl ReqwestDriver {
         }
         Ok((req, uri, uri_string))
     }
+}
+
+/// `scheme://authority/path?query` of an absolute URI. `Uri`'s `Display`
+/// goes through the formatting machinery and costs more than the rest of
+/// the conversion; plain string pushes cost almost nothing.
+fn uri_to_string(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut s = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    s.push_str(scheme);
+    s.push_str("://");
+    s.push_str(authority);
+    s.push_str(path);
+    s
 }
 
 /// A `POST`/`PUT`/`PATCH` with an empty body still says
@@ -359,5 +378,24 @@ impl Driver for ReqwestDriver {
             .connections
             .as_ref()
             .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_strings_match_display() {
+        for u in [
+            "http://127.0.0.1:8080/x?y=1",
+            "https://Example.com/",
+            "http://h",
+            "http://user@h:1/p/q?a=b&c",
+            "https://[::1]:443/z",
+        ] {
+            let uri: Uri = u.parse().unwrap();
+            assert_eq!(uri_to_string(&uri), uri.to_string(), "{u}");
+        }
     }
 }

@@ -197,6 +197,27 @@ async fn connections_are_counted_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_can_be_turned_off() {
+    let srv = TestServer::start().await.unwrap();
+    let d = ReqwestDriver::builder()
+        .count_connections(false)
+        .build()
+        .unwrap();
+    assert_eq!(d.connections_opened(), None);
+    let r = d.send(srv.url("/x").as_str()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(d.connections_opened(), None);
+    assert_eq!(
+        config_field(
+            ReqwestDriver::builder()
+                .count_connections(true)
+                .build_with_client(reqwest::Client::new())
+        ),
+        "count_connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_idle_pool_means_one_connection_per_request() {
     let srv = TestServer::start().await.unwrap();
     let d = ReqwestDriver::builder()
