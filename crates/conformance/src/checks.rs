@@ -313,6 +313,36 @@ check_fn! {
 }
 
 check_fn! {
+    /// A `303 See Other` answer to a `POST` is followed with a `GET` and no
+    /// body (RFC 9110 §15.4.4).
+    redirect_303_post_becomes_get(make) {
+        let srv = server().await?;
+        let d = driver(make, ConformanceConfig::default())?;
+        let req = build(Request::post(srv.url("/redirect?to=/echo&code=303")).body("form data"))?;
+        let r = expect_ok(d.execute(req).await, "POST answered by 303")?;
+        ensure!(r.status() == StatusCode::OK, "after a 303: status {}", r.status());
+        ensure!(header(&r, "x-echo-method") == "GET", "after a 303 the server saw {:?}, expected GET", header(&r, "x-echo-method"));
+        ensure!(header(&r, "x-echo-body-len") == "0", "after a 303 the GET carried {:?} body bytes", header(&r, "x-echo-body-len"));
+        ensure_requests(&srv, 2, "303")
+    }
+}
+
+check_fn! {
+    /// A `307 Temporary Redirect` answer to a `POST` is followed with the
+    /// same method and the same body (RFC 9110 §15.4.8).
+    redirect_307_keeps_method_and_body(make) {
+        let srv = server().await?;
+        let d = driver(make, ConformanceConfig::default())?;
+        let req = build(Request::post(srv.url("/redirect?to=/echo&code=307")).body("keep me"))?;
+        let r = expect_ok(d.execute(req).await, "POST answered by 307")?;
+        ensure!(r.status() == StatusCode::OK, "after a 307: status {}", r.status());
+        ensure!(header(&r, "x-echo-method") == "POST", "after a 307 the server saw {:?}, expected POST", header(&r, "x-echo-method"));
+        same_body(r.bytes(), b"keep me", "after a 307")?;
+        ensure_requests(&srv, 2, "307")
+    }
+}
+
+check_fn! {
     /// A request's own timeout bounds the attempt: a server that answers
     /// after 10 s gives `Timeout { phase: Request }` no sooner than the
     /// 300 ms timeout and within 5 s.

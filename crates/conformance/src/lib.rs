@@ -83,6 +83,7 @@
 //!   reported and `elapsed` is measured;
 //! * 4xx and 5xx are `Ok(Response)`, never errors;
 //! * redirects are followed by default, up to [`DEFAULT_MAX_REDIRECTS`];
+//!   a `303` turns a `POST` into a `GET` without body, a `307` keeps both;
 //! * a request's own timeout bounds the attempt and beats the driver's
 //!   default, which applies when the request has none;
 //! * every failure maps to its precise [`Error`] kind: connection refused,
@@ -249,6 +250,8 @@ macro_rules! __for_each_check {
             status_5xx_is_response,
             redirect_followed,
             redirect_limit,
+            redirect_303_post_becomes_get,
+            redirect_307_keeps_method_and_body,
             timeout_per_request,
             timeout_default,
             timeout_request_overrides_default,
