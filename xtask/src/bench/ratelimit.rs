@@ -122,9 +122,8 @@ impl Paced {
             best = best.max(j - i + 1);
         }
         self.max_100ms = self.max_100ms.max(best as u64);
-        let min_gap = |v: &[u64], acc: Option<u64>| {
-            v.windows(2).map(|w| w[1] - w[0]).chain(acc).min()
-        };
+        let min_gap =
+            |v: &[u64], acc: Option<u64>| v.windows(2).map(|w| w[1] - w[0]).chain(acc).min();
         self.min_gap = min_gap(r, self.min_gap);
         self.min_commit_gap = min_gap(&s.commits, self.min_commit_gap);
         self.lags.extend(s.lags);
@@ -271,7 +270,13 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
         // Each side runs `run_for` in total, in slices alternating
         // A B C, C B A, … so machine-load drift hits every side alike.
         let quick = ctx.config().quick;
-        let (run_for, slices) = if quick { (Duration::from_secs(2), 2u32) } else { (full, 5) };
+        // Two slices (A B C, C B A): enough to even out drift, long enough
+        // that the last release's own lag barely weighs on the ratio.
+        let (run_for, slices) = if quick {
+            (Duration::from_secs(2), 2u32)
+        } else {
+            (full, 2)
+        };
         let slice = run_for / slices;
         let target = || -> Result<_, BenchError> {
             Ok(if server {
@@ -288,9 +293,17 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
         let burst = 1;
         let mut agg: [Paced; 3] = Default::default();
         for k in 0..slices {
-            let order: Vec<usize> = if k % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+            let order: Vec<usize> = if k % 2 == 0 {
+                vec![0, 1, 2]
+            } else {
+                vec![2, 1, 0]
+            };
             for i in order {
-                ctx.progress(&format!("slice {}/{slices}: {} for {slice:?}", k + 1, sides[i].name()));
+                ctx.progress(&format!(
+                    "slice {}/{slices}: {} for {slice:?}",
+                    k + 1,
+                    sides[i].name()
+                ));
                 let s = paced_slice(sides[i], rate, slice, target()?).await?;
                 agg[i].add(s, rate, burst);
             }
@@ -301,11 +314,20 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
         };
         let what = format!(
             "{rate}/s burst 1, {CALLERS} callers, {run_for:?} per side in {slices} alternating slices of {slice:?}{}{}",
-            if server { ", GET / on the test server after each permit" } else { ", no I/O (no-op)" },
-            if quick { " (--quick: shortened from the full run)" } else { "" }
+            if server {
+                ", GET / on the test server after each permit"
+            } else {
+                ", no I/O (no-op)"
+            },
+            if quick {
+                " (--quick: shortened from the full run)"
+            } else {
+                ""
+            }
         );
         let notes = format!(
-            "{what}; ours: {}; governor: {}; ours with Precision::Fine: {}",
+            "{what}; load average {}; ours: {}; governor: {}; ours with Precision::Fine: {}",
+            loadavg(),
             ours.summary(),
             gov.summary(),
             fine.summary()
@@ -337,21 +359,39 @@ fn paced(id: &'static str, rate: u32, full: Duration, server: bool) -> Scenario 
             Record::absolute(id, "lag_p50_us", "us", ours.lag_us(0.5), runs_n),
             Record::absolute(id, "lag_p99_us", "us", ours.lag_us(0.99), runs_n),
             Record::absolute(id, "lag_max_us", "us", ours.max_lag_us(), runs_n),
-            with_gov(Record::absolute(id, "cpu_pct", "%", ours.cpu_pct(), runs_n), gov.cpu_pct()),
             with_gov(
-                Record::absolute(id, "fine_achieved_ratio", "ratio", fine.achieved_ratio(), runs_n)
-                    .with_value_threshold(Threshold::AtLeast(0.995)),
+                Record::absolute(id, "cpu_pct", "%", ours.cpu_pct(), runs_n),
+                gov.cpu_pct(),
+            ),
+            with_gov(
+                Record::absolute(
+                    id,
+                    "fine_achieved_ratio",
+                    "ratio",
+                    fine.achieved_ratio(),
+                    runs_n,
+                )
+                .with_value_threshold(Threshold::AtLeast(0.995)),
                 gov.achieved_ratio(),
             ),
             with_gov(
-                Record::absolute(id, "fine_max_100ms", "releases", fine.max_100ms as f64, runs_n)
-                    .with_value_threshold(Threshold::AtMost(bound(fine).floor())),
+                Record::absolute(
+                    id,
+                    "fine_max_100ms",
+                    "releases",
+                    fine.max_100ms as f64,
+                    runs_n,
+                )
+                .with_value_threshold(Threshold::AtMost(bound(fine).floor())),
                 gov.max_100ms as f64,
             ),
             Record::absolute(id, "fine_lag_p50_us", "us", fine.lag_us(0.5), runs_n),
             Record::absolute(id, "fine_lag_p99_us", "us", fine.lag_us(0.99), runs_n),
             Record::absolute(id, "fine_lag_max_us", "us", fine.max_lag_us(), runs_n),
-            with_gov(Record::absolute(id, "fine_cpu_pct", "%", fine.cpu_pct(), runs_n), gov.cpu_pct()),
+            with_gov(
+                Record::absolute(id, "fine_cpu_pct", "%", fine.cpu_pct(), runs_n),
+                gov.cpu_pct(),
+            ),
         ];
         if ours.errors + fine.errors + gov.errors > 0 {
             for r in &mut records {
@@ -371,7 +411,11 @@ fn strict(id: &'static str, rate: u32) -> Scenario {
     Scenario::new(id, move |ctx: Arc<BenchCtx>| strict_run(ctx, id, rate))
 }
 
-async fn strict_run(ctx: Arc<BenchCtx>, id: &'static str, rate: u32) -> Result<Vec<Record>, BenchError> {
+async fn strict_run(
+    ctx: Arc<BenchCtx>,
+    id: &'static str,
+    rate: u32,
+) -> Result<Vec<Record>, BenchError> {
     let period_us = 1e6 / f64::from(rate);
     let (slice, slices) = if ctx.config().quick {
         (Duration::from_secs(1), 1)
@@ -391,8 +435,10 @@ async fn strict_run(ctx: Arc<BenchCtx>, id: &'static str, rate: u32) -> Result<V
         }
     }
     let note = format!(
-        "{rate}/s burst 1, {CALLERS} callers, GET / after each permit, {slices} slice(s) of {slice:?} per side; \
+        "{rate}/s burst 1, {CALLERS} callers, GET / after each permit, {slices} slice(s) of {slice:?} per side, \
+         load average {}; \
          Timer: {}; Fine: {}",
+        loadavg(),
         agg[0].summary(),
         agg[1].summary()
     );
@@ -414,11 +460,33 @@ async fn strict_run(ctx: Arc<BenchCtx>, id: &'static str, rate: u32) -> Result<V
         ))
     };
     Ok(vec![
-        Record::absolute(id, "achieved_ratio", "ratio", agg[0].achieved_ratio(), slices).note(note),
+        Record::absolute(
+            id,
+            "achieved_ratio",
+            "ratio",
+            agg[0].achieved_ratio(),
+            slices,
+        )
+        .note(note),
         gap(&agg[0], false),
-        Record::absolute(id, "fine_achieved_ratio", "ratio", agg[1].achieved_ratio(), slices),
+        Record::absolute(
+            id,
+            "fine_achieved_ratio",
+            "ratio",
+            agg[1].achieved_ratio(),
+            slices,
+        ),
         gap(&agg[1], true),
     ])
+}
+
+/// `/proc/loadavg`'s first three fields, or `?` (context for the figures:
+/// the machine is shared).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".to_string())
 }
 
 /// A limiter that never makes anyone wait: ~1 ns period, a huge burst.
@@ -442,7 +510,11 @@ fn per_op_ns(d: Duration, n: u32) -> f64 {
 /// (process CPU from `schedstat`, ns precision, the bench runtime's single
 /// worker doing all the work); the wall-clock medians are in the notes.
 async fn acquire_overhead(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> {
-    let n: u32 = if ctx.config().quick { 200_000 } else { 2_000_000 };
+    let n: u32 = if ctx.config().quick {
+        200_000
+    } else {
+        2_000_000
+    };
     let limiter = Limiter::new(unlimited()?);
     let (mut acq_cpu, mut acq_wall, mut try_cpu, mut try_wall) = (vec![], vec![], vec![], vec![]);
     for run in 0..7 {
@@ -477,26 +549,38 @@ async fn acquire_overhead(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError>
     })?;
     let lock = clocked(|| {
         for _ in 0..n {
-            *std::hint::black_box(&m).lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            *std::hint::black_box(&m)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) += 1;
         }
         Ok::<_, BenchError>(())
     })?;
     let s = limiter.stats();
     if s.throttled > 0 {
-        return Err(format!("{} acquisitions waited; the quota was meant to be unlimited", s.throttled).into());
+        return Err(format!(
+            "{} acquisitions waited; the quota was meant to be unlimited",
+            s.throttled
+        )
+        .into());
     }
     let med = |v: &[f64]| median(v).unwrap_or(f64::NAN);
-    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Ok(vec![
         Record::absolute("ratelimit/acquire", "ns", "ns/op", med(&acq_cpu), 7)
             .with_value_threshold(Threshold::AtMost(100.0))
             .note(format!(
                 "CPU time per uncontended `acquire().await` with a permit always available, median of 7 runs \
-                 of {n} (runs: {}); wall-clock median {:.1} ns/op (the machine is shared: wall time includes \
+                 of {n} (runs: {}); load average {}; wall-clock median {:.1} ns/op (the machine is shared: wall time includes \
                  waiting for a CPU); `try_acquire`: CPU {:.1} ns, wall {:.1} ns; for scale, `Instant::now()` \
                  costs {:.1} ns CPU ({:.1} wall) and an uncontended `std::sync::Mutex` lock/unlock {:.1} ns CPU \
                  ({:.1} wall) here",
                 list(&acq_cpu),
+                loadavg(),
                 med(&acq_wall),
                 med(&try_cpu),
                 med(&try_wall),
@@ -518,7 +602,9 @@ fn clocked<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Clocked, E> {
     })
 }
 
-async fn clocked_async<E>(f: impl std::future::Future<Output = Result<(), E>>) -> Result<Clocked, E> {
+async fn clocked_async<E>(
+    f: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<Clocked, E> {
     let cpu0 = process_cpu_time();
     let t0 = Instant::now();
     f.await?;
@@ -543,8 +629,14 @@ async fn noop_throughput(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> 
     let chunks = if ctx.config().quick { 20 } else { 100 };
     let exec = RateLimitedExecutor::new(Noop, unlimited()?);
     let proto = core::Request::get("http://127.0.0.1/").build()?;
-    let mut limited = Clocked { wall: Duration::ZERO, cpu: Duration::ZERO };
-    let mut bare = Clocked { wall: Duration::ZERO, cpu: Duration::ZERO };
+    let mut limited = Clocked {
+        wall: Duration::ZERO,
+        cpu: Duration::ZERO,
+    };
+    let mut bare = Clocked {
+        wall: Duration::ZERO,
+        cpu: Duration::ZERO,
+    };
     for c in 0..chunks {
         if c % 10 == 0 {
             ctx.progress(&format!("chunk {}/{chunks}", c + 1));
@@ -553,7 +645,11 @@ async fn noop_throughput(ctx: Arc<BenchCtx>) -> Result<Vec<Record>, BenchError> 
             let reqs: Vec<_> = (0..CHUNK).filter_map(|_| proto.try_clone()).collect();
             let t = clocked_async(async {
                 for r in reqs {
-                    let resp = if side { exec.execute(r).await? } else { Noop.execute(r).await? };
+                    let resp = if side {
+                        exec.execute(r).await?
+                    } else {
+                        Noop.execute(r).await?
+                    };
                     std::hint::black_box(resp);
                 }
                 Ok::<_, BenchError>(())
