@@ -70,10 +70,13 @@
 //!   [`Error::RetriesExhausted`](httpclient_core::Error::RetriesExhausted)
 //!   `{ attempts, last }`, so the attempt count is never lost; after a
 //!   single attempt the error is returned unwrapped.
-//! * A `Retry-After` above the policy's cap (30 s by default) fails fast
-//!   with [`Error::HttpStatus`](httpclient_core::Error::HttpStatus)
-//!   `{ status, retry_after }`: the caller sees both without parsing headers
-//!   and decides whether to come back later. A `Retry-After` within the cap
+//! * When the pool would retry but the server's `Retry-After` is above the
+//!   policy's cap (30 s by default), it fails fast with
+//!   [`Error::HttpStatus`](httpclient_core::Error::HttpStatus)
+//!   `{ status, retry_after }` instead of sleeping: the caller sees both
+//!   without parsing headers and decides whether to come back later. (When
+//!   no retry was possible anyway — a POST, or no retries left — the
+//!   response itself is returned, `Retry-After` header included.) A `Retry-After` within the cap
 //!   is waited exactly (no jitter added); garbage or a past date falls back
 //!   to backoff.
 //! * An attempt still running at the total deadline is dropped (the driver

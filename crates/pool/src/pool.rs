@@ -618,7 +618,9 @@ impl<D: Driver> ConnectionPool<D> {
         let mut original = Some(request);
         let mut attempt: u32 = 0;
         let mut backoff = Duration::ZERO;
-        let mut last: Option<Result<Response, Error>> = None;
+        // Boxed: only a request that retries has one, and keeping it out of
+        // the future's inline state keeps the common path's future small.
+        let mut last: Option<Box<Result<Response, Error>>> = None;
 
         loop {
             // The health gate, before every attempt.
@@ -629,9 +631,14 @@ impl<D: Driver> ConnectionPool<D> {
                     Admit::Trial(t) => Some(t),
                     Admit::Reject => {
                         inc(&c.unhealthy_rejected);
-                        let out = last.unwrap_or(Err(Error::UnhealthyHost {
-                            origin: origin.clone(),
-                        }));
+                        let out = last.map_or_else(
+                            || {
+                                Err(Error::UnhealthyHost {
+                                    origin: origin.clone(),
+                                })
+                            },
+                            |b| *b,
+                        );
                         return (out, attempt, backoff);
                     }
                 },
@@ -644,13 +651,15 @@ impl<D: Driver> ConnectionPool<D> {
                     Some(r) => r,
                     None => match original.take() {
                         Some(r) => r,
-                        None => return (last.unwrap_or(Err(Error::Cancelled)), attempt, backoff),
+                        None => {
+                            return (last.map_or(Err(Error::Cancelled), |b| *b), attempt, backoff);
+                        }
                     },
                 }
             } else {
                 match original.take() {
                     Some(r) => r,
-                    None => return (last.unwrap_or(Err(Error::Cancelled)), attempt, backoff),
+                    None => return (last.map_or(Err(Error::Cancelled), |b| *b), attempt, backoff),
                 }
             };
             if req.options().timeout.is_none() {
@@ -691,7 +700,7 @@ impl<D: Driver> ConnectionPool<D> {
                 // Stopped or out of time while waiting for a slot: nothing
                 // was sent, so the previous attempt's outcome (if any) is
                 // the most informative answer.
-                return (last.unwrap_or(outcome), attempt, backoff);
+                return (last.map_or(outcome, |b| *b), attempt, backoff);
             }
             attempt += 1;
 
@@ -797,7 +806,7 @@ impl<D: Driver> ConnectionPool<D> {
             }
             // Counted once the retry really goes ahead.
             inc(&c.retries);
-            last = Some(outcome);
+            last = Some(Box::new(outcome));
         }
     }
 }

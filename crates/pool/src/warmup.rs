@@ -15,6 +15,11 @@
 //!
 //! * Over **HTTP/2** one connection serves every request to a host, so
 //!   `per_host` requests open one connection; `connections_opened` shows it.
+//! * Over HTTP/1.1 the requests must overlap to need separate connections:
+//!   against a host that answers faster than the requests are started (a
+//!   loopback server, say), some of them reuse a connection another one has
+//!   just released. Point the warm-up at a path that takes the server a
+//!   moment, and read `connections_opened` rather than assuming.
 //! * Warm-up requests pass through whatever layers sit **inside** the pool:
 //!   a rate limiter inside it spends permits on them. They also respect the
 //!   pool's per-host in-flight limit (no point holding more connections than
