@@ -333,7 +333,7 @@ pub(crate) fn resolve_target(host: &str, default_path: &str) -> Result<(Origin, 
 /// use std::time::Duration;
 /// use httpclient_pool::OutlierDetection;
 /// let od = OutlierDetection::new(5, Duration::from_secs(10))?
-///     .max_cool_down(Duration::from_secs(120))?
+///     .with_max_cool_down(Duration::from_secs(120))?
 ///     .failure_when(|resp| resp.status().as_u16() >= 500);
 /// assert_eq!(od.consecutive_failures(), 5);
 /// assert!(OutlierDetection::new(0, Duration::from_secs(1)).is_err());
@@ -361,7 +361,7 @@ impl OutlierDetection {
     /// Eject a host after `consecutive_failures` failed requests in a row;
     /// after `cool_down` one trial request may go through (hosts that are
     /// health-checked recover through probes instead). Each failed trial
-    /// doubles the cool-down, up to [`OutlierDetection::max_cool_down`]
+    /// doubles the cool-down, up to [`OutlierDetection::with_max_cool_down`]
     /// (default 10 × `cool_down`).
     ///
     /// # Errors
@@ -388,7 +388,7 @@ impl OutlierDetection {
     ///
     /// # Errors
     /// [`ConfigError`] when below the base cool-down.
-    pub fn max_cool_down(mut self, max: Duration) -> Result<Self, ConfigError> {
+    pub fn with_max_cool_down(mut self, max: Duration) -> Result<Self, ConfigError> {
         if max < self.cool_down {
             return Err(ConfigError::new(
                 "max_cool_down",
@@ -414,7 +414,7 @@ impl OutlierDetection {
         self.cool_down
     }
     /// The cool-down cap.
-    pub fn get_max_cool_down(&self) -> Duration {
+    pub fn max_cool_down(&self) -> Duration {
         self.max_cool_down
     }
 

@@ -444,7 +444,7 @@ async fn bad_health_check_input_is_a_typed_error() {
     assert_eq!(
         OutlierDetection::new(1, Duration::from_secs(5))
             .unwrap()
-            .max_cool_down(Duration::from_secs(1))
+            .with_max_cool_down(Duration::from_secs(1))
             .unwrap_err()
             .field,
         "max_cool_down"
