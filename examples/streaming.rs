@@ -23,6 +23,7 @@
 //! cargo run --release --example streaming -- http://127.0.0.1:8080 --requests 50000 --workers 64
 //! ```
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use futures_util::StreamExt;
 use httpclient_batch::{BatchExecutor, BatchItem, Outcome};
 use httpclient_core::{Driver, Request};
 use httpclient_driver_reqwest::ReqwestDriver;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 const SPEC: Spec = Spec {
     name: "streaming",
@@ -191,10 +192,17 @@ fn progress_bar(len: u64) -> ProgressBar {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
+    // `rate` is our own key: indicatif's `{per_sec}` prints every decimal.
     if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:32}] {human_pos}/{human_len} {per_sec:>12} eta {eta:>4}  {msg}",
+        "{elapsed_precise} [{bar:32}] {human_pos}/{human_len}  {rate:>13}  eta {eta:>3}  {msg}",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(
+            style
+                .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{}/s", count(state.per_sec() as u64));
+                })
+                .progress_chars("=> "),
+        );
     }
     bar
 }
@@ -251,10 +259,17 @@ fn report<D: Driver>(
     );
     match peak_rss_bytes() {
         Some(peak) => {
-            memory.row("peak RSS (VmHWM)", mib(peak)).row(
-                "peak per request",
-                format!("{:.1} bytes", peak as f64 / requests.max(1) as f64),
-            );
+            memory.row("peak RSS (VmHWM)", mib(peak));
+            if let Some(before) = rss_before {
+                memory.row(
+                    "growth during the job",
+                    format!(
+                        "{} for {} requests",
+                        mib(peak.saturating_sub(before)),
+                        count(requests)
+                    ),
+                );
+            }
         }
         None => {
             memory.row("peak RSS (VmHWM)", "unknown (no /proc/self/status)");

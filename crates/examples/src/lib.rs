@@ -240,7 +240,7 @@ impl Cli {
 
     /// Whether the flag `--name` was given.
     pub fn flag(&self, name: &str) -> bool {
-        self.flags.iter().any(|f| *f == name)
+        self.flags.contains(&name)
     }
 
     /// The value of `--name` parsed as `T`, or `default` when it was not
@@ -501,8 +501,10 @@ pub fn dur(d: Duration) -> String {
         format!("{:.1} ms", s * 1e3)
     } else if s >= 0.001 {
         format!("{:.2} ms", s * 1e3)
-    } else {
+    } else if d >= Duration::from_micros(1) {
         format!("{:.0} µs", s * 1e6)
+    } else {
+        format!("{} ns", d.as_nanos())
     }
 }
 
@@ -635,6 +637,7 @@ mod tests {
         assert_eq!(count(1_000), "1,000");
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(dur(Duration::from_micros(850)), "850 µs");
+        assert_eq!(dur(Duration::from_nanos(420)), "420 ns");
         assert_eq!(dur(Duration::from_micros(1_500)), "1.50 ms");
         assert_eq!(dur(Duration::from_millis(123)), "123 ms");
         assert_eq!(dur(Duration::from_micros(19_840)), "19.8 ms");

@@ -1,7 +1,9 @@
 //! The workspace's driver conformance suite, run on the `custom_driver`
 //! example's `ApiKeyDriver` (over `ReqwestDriver`): one test per behaviour,
-//! so a wrapper that retried on its own, swallowed an error, lost a
-//! timeout or forgot to forward `connections_opened` would fail here.
+//! so a wrapper that retried on its own, turned a status into an error,
+//! lost a timeout or broke cancellation would fail here. (The suite accepts
+//! `connections_opened() == None`, so forwarding it is checked by the last
+//! test below.)
 //!
 //! The key is scoped to `127.0.0.1`, the suite's loopback servers, so every
 //! checked request really carries the extra headers.
@@ -19,11 +21,12 @@ httpclient_conformance::conformance_tests!(|cfg: ConformanceConfig| {
     ApiKeyDriver::new(inner, "conformance-key", ["127.0.0.1"])
 });
 
-/// Beyond the contract: the headers really reach the server, the key only
-/// for its host, and the tally matches what was sent.
+/// Beyond the contract: the headers really reach the server, the tally
+/// matches what was sent, and the connection count is forwarded. (Scoping
+/// the key to its hosts is tested in `src/api_key.rs`.)
 #[test]
 fn headers_reach_the_server_and_the_tally_is_true() {
-    use httpclient_core::DriverExt;
+    use httpclient_core::{Driver, DriverExt};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,7 +52,13 @@ fn headers_reach_the_server_and_the_tally_is_true() {
         let tally = driver.tally();
         assert_eq!((tally.requests, tally.keyed), (2, 2));
         assert_eq!(tally.responses.get(&503), Some(&1));
-        assert_eq!(server.stats().requests, 2, "no retries of its own");
+        let stats = server.stats();
+        assert_eq!(stats.requests, 2, "no retries of its own");
+        assert_eq!(
+            driver.connections_opened(),
+            Some(stats.connections_accepted),
+            "connections_opened is forwarded from ReqwestDriver"
+        );
         server.shutdown().await;
     });
 }
