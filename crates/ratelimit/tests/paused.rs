@@ -730,3 +730,35 @@ async fn keyed_try_and_bounded_waits_follow_each_keys_schedule() {
     let s = exec.stats();
     assert_eq!((s.rejected_would_wait, s.granted, s.executed), (3, 3, 3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn twenty_thousand_per_second_is_exact_too() {
+    // 50 µs periods: twenty grants per timer tick, released together at
+    // the tick, each on its own exact instant of the schedule.
+    let limiter = Limiter::new(q(20_000.0, 1));
+    let end = limiter.clock().now() + 1_000 * MS;
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let l = limiter.clone();
+            tokio::spawn(async move {
+                let mut grants = Vec::new();
+                while l.clock().now() <= end {
+                    let p = l.acquire().await.unwrap();
+                    let released = l.clock().now();
+                    assert!(released >= p.granted_at() && released - p.granted_at() <= MS);
+                    grants.push(p.granted_at());
+                }
+                grants
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    for (k, g) in all.iter().enumerate() {
+        assert_eq!(*g, k as u64 * 50_000, "grant {k}");
+    }
+    assert_eq!(all.iter().filter(|g| **g <= end).count(), 20_001);
+}
