@@ -105,9 +105,10 @@ impl Clock for TokioClock {
 
     fn real_instant(&self, at: u64) -> Option<std::time::Instant> {
         // Under a paused tokio clock this mapping is meaningless, but the
-        // helper only ever causes an extra poll: the limiter re-reads
-        // `now()` before releasing anything, and the tokio timer (which does
-        // follow the paused clock) stays armed.
+        // helper then causes at most one extra poll per grant instant (a
+        // deadline never fires twice): the limiter re-reads `now()` before
+        // releasing anything, and the tokio timer, which follows the paused
+        // clock, stays armed.
         Some(self.instant_of(at).into_std())
     }
 }

@@ -4,7 +4,7 @@
 //! high-resolution timer, tens of microseconds of slack on Linux) until the
 //! earliest registered instant, then wakes that task. Registrations are
 //! replaced, not accumulated: a limiter only ever has its queue head
-//! waiting on a deadline. The thread is started on first use and joined
+//! waiting on a deadline, and a deadline fires at most once. The thread is started on first use and joined
 //! when the timer is dropped (when the last clone of its limiter goes).
 
 use std::collections::BTreeMap;
@@ -55,10 +55,15 @@ impl PreciseTimer {
         }
         let mut st = lock(&self.shared.state);
         if let Some(prev) = previous {
-            if prev.0 == deadline
-                && let Some(w) = st.entries.get_mut(&prev)
-            {
-                if !w.will_wake(waker) {
+            if prev.0 == deadline {
+                // Same instant: refresh the waker if it has not fired yet,
+                // and never re-arm one that has. (Under a simulated clock
+                // the real instant can pass long before the simulated one;
+                // re-arming would wake the task in a loop and keep the
+                // runtime from ever going idle and advancing its clock.)
+                if let Some(w) = st.entries.get_mut(&prev)
+                    && !w.will_wake(waker)
+                {
                     w.clone_from(waker);
                 }
                 return Some(prev);

@@ -762,3 +762,35 @@ async fn twenty_thousand_per_second_is_exact_too() {
     }
     assert_eq!(all.iter().filter(|g| **g <= end).count(), 20_001);
 }
+
+#[test]
+fn fine_precision_cannot_livelock_a_paused_clock() {
+    // Real time overtakes the simulated grant instants, so the helper's
+    // real deadlines are already past when the waiters arm them: its early
+    // wake-ups must not release anyone before the simulated instant, nor
+    // keep the paused runtime from going idle and advancing its clock. A
+    // real-time watchdog bounds the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let limiter = Limiter::builder(q(10.0, 1))
+                .precision(httpclient_ratelimit::Precision::Fine)
+                .build();
+            std::thread::sleep(Duration::from_millis(300));
+            let t0 = Instant::now();
+            for _ in 0..3 {
+                limiter.acquire().await.unwrap();
+            }
+            assert_eq!(Instant::now() - t0, Duration::from_millis(200));
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the paused clock kept advancing");
+    worker.join().unwrap();
+}
