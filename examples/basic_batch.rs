@@ -136,7 +136,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 dur(stats.latency.max)
             ),
         )
-        .row("throughput", format!("{:.0} requests/s", stats.throughput))
+        .row(
+            "throughput",
+            format!("{} requests/s", count(stats.throughput as u64)),
+        )
         .row("error rate", pct(stats.error_rate));
     print!("{block}");
 

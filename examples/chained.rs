@@ -178,16 +178,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         );
     println!("{head}");
 
-    let snapshot = if config.go_order {
-        // The Go example's order: the limiter outside the pool.
-        let pool = ConnectionPool::builder(driver)
-            .retry_policy(config.policy.clone())
-            .build()?;
-        let limiter = RateLimitedExecutor::new(pool, config.quota);
-        let batch = BatchExecutor::new(limiter, config.workers)?;
-        let (limiter, pool) = (batch.driver(), batch.driver().inner());
-        execute(&config, &target, &batch, pool, limiter).await?
-    } else {
+    let snapshot = if !config.go_order {
         // The recommended order: every attempt, warm-up request and health
         // probe passes the limiter, so the server never sees more than the
         // quota.
@@ -197,6 +188,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         let batch = BatchExecutor::new(pool, config.workers)?;
         let (pool, limiter) = (batch.driver(), batch.driver().inner());
+        execute(&config, &target, &batch, pool, limiter).await?
+    } else {
+        // The Go example's order: the limiter outside the pool.
+        let pool = ConnectionPool::builder(driver)
+            .retry_policy(config.policy.clone())
+            .build()?;
+        let limiter = RateLimitedExecutor::new(pool, config.quota);
+        let batch = BatchExecutor::new(limiter, config.workers)?;
+        let (limiter, pool) = (batch.driver(), batch.driver().inner());
         execute(&config, &target, &batch, pool, limiter).await?
     };
 
@@ -371,7 +371,10 @@ fn print_stats(s: &Snapshot) {
             ),
         )
         .row("latency max", dur(b.latency.max))
-        .row("throughput", format!("{:.0} requests/s", b.throughput))
+        .row(
+            "throughput",
+            format!("{} requests/s", count(b.throughput as u64)),
+        )
         .row("error rate", pct(b.error_rate));
     for (kind, n) in &b.errors_by_kind {
         batch.row(format!("  {kind}"), count(*n));

@@ -491,9 +491,9 @@ pub fn dur(d: Duration) -> String {
     let s = d.as_secs_f64();
     if d.is_zero() {
         "0".into()
-    } else if s >= 10.0 {
+    } else if s >= 9.995 {
         format!("{s:.1} s")
-    } else if s >= 1.0 {
+    } else if s >= 0.9995 {
         format!("{s:.2} s")
     } else if s >= 0.1 {
         format!("{:.0} ms", s * 1e3)
@@ -642,6 +642,8 @@ mod tests {
         assert_eq!(dur(Duration::from_millis(123)), "123 ms");
         assert_eq!(dur(Duration::from_micros(19_840)), "19.8 ms");
         assert_eq!(dur(Duration::from_millis(2_410)), "2.41 s");
+        assert_eq!(dur(Duration::from_micros(999_700)), "1.00 s");
+        assert_eq!(dur(Duration::from_millis(9_996)), "10.0 s");
         assert_eq!(pct(0.98765), "98.8 %");
         assert_eq!(share(5, 200), "5 (2.5 % of 200)");
     }
