@@ -25,10 +25,34 @@ fn example_path(name: &str) -> PathBuf {
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "example binary {} not found: run through `cargo test` (which builds the examples)",
+        "example binary {} not found: run through `cargo test -p batchclient-examples` \
+         (which builds the examples)",
         path.display()
     );
+    // `cargo test --test run_examples` builds only this target, not the
+    // examples: refuse to test a binary older than its sources.
+    let built = modified(&path);
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![manifest.join(format!("../../examples/{name}.rs"))];
+    if let Ok(dir) = std::fs::read_dir(manifest.join("src")) {
+        sources.extend(dir.flatten().map(|e| e.path()));
+    }
+    for source in sources {
+        assert!(
+            modified(&source) <= built,
+            "{} is older than {}: build the examples first \
+             (`cargo test -p batchclient-examples` without `--test`, or `cargo build --examples`)",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+fn modified(path: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Run an example with `args`, bounded by [`RUN_LIMIT`] (killed past it).
