@@ -1,7 +1,9 @@
 //! [`ConnectionPool`]: the retry / health / per-host-limit layer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -9,8 +11,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use httpclient_core::ext::RetryInfo;
 use httpclient_core::{
-    ConfigError, Driver, Error, Origin, Request, Response, TimeoutPhase, async_trait,
-    retry_after_from_headers,
+    ConfigError, Driver, Error, Origin, Request, Response, TimeoutPhase, retry_after_from_headers,
 };
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinHandle;
@@ -552,6 +553,38 @@ impl<D: Driver> ConnectionPool<D> {
         })
     }
 
+    /// A per-host slot for one attempt, waiting (counted) if the host is
+    /// at its limit; [`Error::Stopped`] or [`Error::DeadlineExceeded`] if
+    /// the pool stops or the deadline passes first.
+    async fn slot(
+        &self,
+        entry: &HostEntry,
+        deadline: Option<Instant>,
+    ) -> Result<Option<OwnedSemaphorePermit>, Error> {
+        let s = &*self.shared;
+        let Some((_, sem)) = entry.limit.as_ref() else {
+            return Ok(None);
+        };
+        if let Ok(p) = Arc::clone(sem).try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        inc(&s.counters.host_limit_waits);
+        let out_of_time = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            p = Arc::clone(sem).acquire_owned() => Ok(p.ok()),
+            _ = s.token.cancelled() => Err(Error::Stopped { layer: LAYER }),
+            _ = out_of_time => {
+                inc(&s.counters.deadline_exceeded);
+                Err(Error::DeadlineExceeded)
+            }
+        }
+    }
+
     /// One request through the retry loop.
     async fn run(&self, request: Request) -> Result<Response, Error> {
         let s = &*self.shared;
@@ -563,7 +596,219 @@ impl<D: Driver> ConnectionPool<D> {
             finished: false,
         };
         let policy = self.policy();
-        let outcome = self.attempts(request, &policy).await;
+        // One labelled block rather than a nested `async fn`: the retry
+        // loop's state then lives in this future directly, instead of being
+        // built elsewhere and copied in (a measurable cost per request).
+        let policy = &*policy;
+        let outcome: (Result<Response, Error>, u32, Duration) = 'outcome: {
+            if s.token.is_cancelled() {
+                break 'outcome (Err(Error::Stopped { layer: LAYER }), 0, Duration::ZERO);
+            }
+            let origin = request.origin().clone();
+            let entry = match s.registry.entry_for(&origin) {
+                Ok(e) => e,
+                Err(e) => break 'outcome (Err(e), 0, Duration::ZERO),
+            };
+            let deadline = policy.total_deadline().map(|d| Instant::now() + d);
+            let replayable = request.body().is_replayable();
+            let retry_safe = request.is_retry_safe();
+            let max_retries = policy.max_retries();
+            let mut original = Some(request);
+            let mut attempt: u32 = 0;
+            let mut backoff = Duration::ZERO;
+            // Boxed: only a request that retries has one, and keeping it out of
+            // the future's inline state keeps the common path's future small.
+            let mut last: Option<Box<Result<Response, Error>>> = None;
+
+            loop {
+                // The health gate, before every attempt.
+                let trial = match &entry {
+                    None => None,
+                    Some(e) => match e.admit(Instant::now()) {
+                        Admit::Go => None,
+                        Admit::Trial(t) => Some(t),
+                        Admit::Reject => {
+                            inc(&c.unhealthy_rejected);
+                            let out = last.map_or_else(
+                                || {
+                                    Err(Error::UnhealthyHost {
+                                        origin: origin.clone(),
+                                    })
+                                },
+                                |b| *b,
+                            );
+                            break 'outcome (out, attempt, backoff);
+                        }
+                    },
+                };
+
+                // This attempt's copy of the request: clone while a retry may
+                // follow, hand over the original on the last possible attempt.
+                let mut req = if replayable && attempt < max_retries {
+                    match original.as_ref().and_then(Request::try_clone) {
+                        Some(r) => r,
+                        None => match original.take() {
+                            Some(r) => r,
+                            None => {
+                                break 'outcome (
+                                    last.map_or(Err(Error::Cancelled), |b| *b),
+                                    attempt,
+                                    backoff,
+                                );
+                            }
+                        },
+                    }
+                } else {
+                    match original.take() {
+                        Some(r) => r,
+                        None => {
+                            break 'outcome (
+                                last.map_or(Err(Error::Cancelled), |b| *b),
+                                attempt,
+                                backoff,
+                            );
+                        }
+                    }
+                };
+                if req.options().timeout.is_none() {
+                    req.options_mut().timeout = policy.attempt_timeout();
+                }
+
+                // Wait for a per-host slot (bounded by the deadline and stop),
+                // then send (bounded by the deadline).
+                let permit = match &entry {
+                    Some(e) if e.limit.is_some() => match self.slot(e, deadline).await {
+                        Ok(p) => p,
+                        // Nothing was sent: the previous attempt's outcome, if
+                        // any, is the most informative answer.
+                        Err(err) => {
+                            break 'outcome (last.map_or(Err(err), |b| *b), attempt, backoff);
+                        }
+                    },
+                    _ => None,
+                };
+                if attempt == 0 {
+                    lock(&s.budget).deposit(Instant::now());
+                }
+                inc(&c.attempts);
+                let outcome = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, s.inner.execute(req)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            inc(&c.deadline_exceeded);
+                            Err(Error::DeadlineExceeded)
+                        }
+                    },
+                    None => s.inner.execute(req).await,
+                };
+                drop(permit);
+                attempt += 1;
+
+                // Passive health: every real outcome feeds the host's state.
+                if let Some(e) = &entry {
+                    if s.registry.outlier.is_some() || trial.is_some() {
+                        let failed = match &s.registry.outlier {
+                            Some(od) => od.classify(&outcome),
+                            None => match &outcome {
+                                Ok(r) => Some(r.status().as_u16() >= 500),
+                                Err(err) => error_blames_host(err),
+                            },
+                        };
+                        let text = || match &outcome {
+                            Ok(r) => format!("HTTP {}", r.status()),
+                            Err(err) => err.to_string(),
+                        };
+                        e.record_traffic(
+                            failed,
+                            text,
+                            Instant::now(),
+                            s.registry.outlier.as_ref(),
+                            trial,
+                        );
+                    }
+                }
+
+                // Decide: return, or retry after how long?
+                let server_delay: Option<Duration> = match &outcome {
+                    Ok(resp) => {
+                        if !policy.is_retry_status(resp.status()) {
+                            break 'outcome (outcome, attempt, backoff);
+                        }
+                        if !retry_safe {
+                            inc(&c.not_retried_unsafe);
+                            tracing::debug!(status = %resp.status(), "not retried: request is not retry-safe");
+                            break 'outcome (outcome, attempt, backoff);
+                        }
+                        retry_after_from_headers(resp.headers(), (s.wall_clock)())
+                    }
+                    Err(err) => {
+                        if !err.is_retryable() {
+                            break 'outcome (outcome, attempt, backoff);
+                        }
+                        // Safe to resend: retry-safe, or provably never sent.
+                        let resendable = retry_safe || !err.may_have_been_sent();
+                        if !replayable || !resendable {
+                            inc(&c.not_retried_unsafe);
+                            tracing::debug!(error = %err, replayable, "not retried: it may have been applied, or its body cannot be replayed");
+                            break 'outcome (outcome, attempt, backoff);
+                        }
+                        match err {
+                            Error::RateLimited { retry_after, .. }
+                            | Error::HttpStatus { retry_after, .. } => *retry_after,
+                            _ => None,
+                        }
+                    }
+                };
+                if attempt > max_retries {
+                    inc(&c.retries_exhausted);
+                    break 'outcome (outcome, attempt, backoff);
+                }
+                let delay = match server_delay {
+                    Some(d) if d > policy.max_retry_after() => {
+                        inc(&c.retry_after_too_long);
+                        let out = match outcome {
+                            Ok(resp) => Err(Error::HttpStatus {
+                                status: resp.status(),
+                                retry_after: Some(d),
+                            }),
+                            Err(e) => Err(e),
+                        };
+                        break 'outcome (out, attempt, backoff);
+                    }
+                    Some(d) => d,
+                    None => policy.backoff(attempt, &mut lock(&s.rng)),
+                };
+                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                    inc(&c.deadline_exceeded);
+                    break 'outcome (outcome, attempt, backoff);
+                }
+                if s.token.is_cancelled() {
+                    break 'outcome (outcome, attempt, backoff);
+                }
+                if !lock(&s.budget).try_withdraw(Instant::now()) {
+                    inc(&c.budget_exhausted);
+                    tracing::debug!("not retried: retry budget exhausted");
+                    break 'outcome (outcome, attempt, backoff);
+                }
+                let slept_from = Instant::now();
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(delay) => false,
+                    _ = s.token.cancelled() => true,
+                };
+                let slept = slept_from.elapsed();
+                backoff += slept;
+                c.backoff_nanos.fetch_add(
+                    u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                if stopped {
+                    break 'outcome (outcome, attempt, backoff);
+                }
+                // Counted once the retry really goes ahead.
+                inc(&c.retries);
+                last = Some(Box::new(outcome));
+            }
+        };
         guard.finished = true;
         let (result, attempts, backoff) = outcome;
         match result {
@@ -593,232 +838,6 @@ impl<D: Driver> ConnectionPool<D> {
             }
         }
     }
-
-    /// The attempts of one request: the final outcome (unwrapped), the
-    /// number of attempts that reached the driver, and the time slept.
-    async fn attempts(
-        &self,
-        request: Request,
-        policy: &RetryPolicy,
-    ) -> (Result<Response, Error>, u32, Duration) {
-        let s = &*self.shared;
-        let c = &s.counters;
-        if s.token.is_cancelled() {
-            return (Err(Error::Stopped { layer: LAYER }), 0, Duration::ZERO);
-        }
-        let origin = request.origin().clone();
-        let entry = match s.registry.entry_for(&origin) {
-            Ok(e) => e,
-            Err(e) => return (Err(e), 0, Duration::ZERO),
-        };
-        let deadline = policy.total_deadline().map(|d| Instant::now() + d);
-        let replayable = request.body().is_replayable();
-        let retry_safe = request.is_retry_safe();
-        let max_retries = policy.max_retries();
-        let mut original = Some(request);
-        let mut attempt: u32 = 0;
-        let mut backoff = Duration::ZERO;
-        // Boxed: only a request that retries has one, and keeping it out of
-        // the future's inline state keeps the common path's future small.
-        let mut last: Option<Box<Result<Response, Error>>> = None;
-
-        loop {
-            // The health gate, before every attempt.
-            let trial = match &entry {
-                None => None,
-                Some(e) => match e.admit(Instant::now()) {
-                    Admit::Go => None,
-                    Admit::Trial(t) => Some(t),
-                    Admit::Reject => {
-                        inc(&c.unhealthy_rejected);
-                        let out = last.map_or_else(
-                            || {
-                                Err(Error::UnhealthyHost {
-                                    origin: origin.clone(),
-                                })
-                            },
-                            |b| *b,
-                        );
-                        return (out, attempt, backoff);
-                    }
-                },
-            };
-
-            // This attempt's copy of the request: clone while a retry may
-            // follow, hand over the original on the last possible attempt.
-            let mut req = if replayable && attempt < max_retries {
-                match original.as_ref().and_then(Request::try_clone) {
-                    Some(r) => r,
-                    None => match original.take() {
-                        Some(r) => r,
-                        None => {
-                            return (last.map_or(Err(Error::Cancelled), |b| *b), attempt, backoff);
-                        }
-                    },
-                }
-            } else {
-                match original.take() {
-                    Some(r) => r,
-                    None => return (last.map_or(Err(Error::Cancelled), |b| *b), attempt, backoff),
-                }
-            };
-            if req.options().timeout.is_none() {
-                req.options_mut().timeout = policy.attempt_timeout();
-            }
-
-            // Wait for a per-host slot, then send; the total deadline
-            // bounds both. `sent` tells whether the driver saw the attempt.
-            let sent = AtomicBool::new(false);
-            let send = async {
-                let _permit = match &entry {
-                    Some(e) if e.limit.is_some() => {
-                        tokio::select! {
-                            p = acquire_counted(e, c) => p,
-                            _ = s.token.cancelled() => return Err(Error::Stopped { layer: LAYER }),
-                        }
-                    }
-                    _ => None,
-                };
-                if attempt == 0 {
-                    lock(&s.budget).deposit(Instant::now());
-                }
-                inc(&c.attempts);
-                sent.store(true, Ordering::Relaxed);
-                s.inner.execute(req).await
-            };
-            let outcome = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, send).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        inc(&c.deadline_exceeded);
-                        Err(Error::DeadlineExceeded)
-                    }
-                },
-                None => send.await,
-            };
-            if !sent.load(Ordering::Relaxed) {
-                // Stopped or out of time while waiting for a slot: nothing
-                // was sent, so the previous attempt's outcome (if any) is
-                // the most informative answer.
-                return (last.map_or(outcome, |b| *b), attempt, backoff);
-            }
-            attempt += 1;
-
-            // Passive health: every real outcome feeds the host's state.
-            if let Some(e) = &entry {
-                if s.registry.outlier.is_some() || trial.is_some() {
-                    let failed = match &s.registry.outlier {
-                        Some(od) => od.classify(&outcome),
-                        None => match &outcome {
-                            Ok(r) => Some(r.status().as_u16() >= 500),
-                            Err(err) => error_blames_host(err),
-                        },
-                    };
-                    let text = || match &outcome {
-                        Ok(r) => format!("HTTP {}", r.status()),
-                        Err(err) => err.to_string(),
-                    };
-                    e.record_traffic(
-                        failed,
-                        text,
-                        Instant::now(),
-                        s.registry.outlier.as_ref(),
-                        trial,
-                    );
-                }
-            }
-
-            // Decide: return, or retry after how long?
-            let server_delay: Option<Duration> = match &outcome {
-                Ok(resp) => {
-                    if !policy.is_retry_status(resp.status()) {
-                        return (outcome, attempt, backoff);
-                    }
-                    if !retry_safe {
-                        inc(&c.not_retried_unsafe);
-                        tracing::debug!(status = %resp.status(), "not retried: request is not retry-safe");
-                        return (outcome, attempt, backoff);
-                    }
-                    retry_after_from_headers(resp.headers(), (s.wall_clock)())
-                }
-                Err(err) => {
-                    if !err.is_retryable() {
-                        return (outcome, attempt, backoff);
-                    }
-                    // Safe to resend: retry-safe, or provably never sent.
-                    let resendable = retry_safe || !err.may_have_been_sent();
-                    if !replayable || !resendable {
-                        inc(&c.not_retried_unsafe);
-                        tracing::debug!(error = %err, replayable, "not retried: it may have been applied, or its body cannot be replayed");
-                        return (outcome, attempt, backoff);
-                    }
-                    match err {
-                        Error::RateLimited { retry_after, .. }
-                        | Error::HttpStatus { retry_after, .. } => *retry_after,
-                        _ => None,
-                    }
-                }
-            };
-            if attempt > max_retries {
-                inc(&c.retries_exhausted);
-                return (outcome, attempt, backoff);
-            }
-            let delay = match server_delay {
-                Some(d) if d > policy.max_retry_after() => {
-                    inc(&c.retry_after_too_long);
-                    let out = match outcome {
-                        Ok(resp) => Err(Error::HttpStatus {
-                            status: resp.status(),
-                            retry_after: Some(d),
-                        }),
-                        Err(e) => Err(e),
-                    };
-                    return (out, attempt, backoff);
-                }
-                Some(d) => d,
-                None => policy.backoff(attempt, &mut lock(&s.rng)),
-            };
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                inc(&c.deadline_exceeded);
-                return (outcome, attempt, backoff);
-            }
-            if s.token.is_cancelled() {
-                return (outcome, attempt, backoff);
-            }
-            if !lock(&s.budget).try_withdraw(Instant::now()) {
-                inc(&c.budget_exhausted);
-                tracing::debug!("not retried: retry budget exhausted");
-                return (outcome, attempt, backoff);
-            }
-            let slept_from = Instant::now();
-            let stopped = tokio::select! {
-                _ = tokio::time::sleep(delay) => false,
-                _ = s.token.cancelled() => true,
-            };
-            let slept = slept_from.elapsed();
-            backoff += slept;
-            c.backoff_nanos.fetch_add(
-                u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            if stopped {
-                return (outcome, attempt, backoff);
-            }
-            // Counted once the retry really goes ahead.
-            inc(&c.retries);
-            last = Some(Box::new(outcome));
-        }
-    }
-}
-
-/// A per-host slot, waiting if needed (counted).
-async fn acquire_counted(entry: &HostEntry, c: &Counters) -> Option<OwnedSemaphorePermit> {
-    let (_, sem) = entry.limit.as_ref()?;
-    if let Ok(p) = Arc::clone(sem).try_acquire_owned() {
-        return Some(p);
-    }
-    inc(&c.host_limit_waits);
-    Arc::clone(sem).acquire_owned().await.ok()
 }
 
 /// A per-host slot, waiting if needed.
@@ -939,10 +958,18 @@ impl<D> Drop for ConnectionPool<D> {
     }
 }
 
-#[async_trait]
 impl<D: Driver> Driver for ConnectionPool<D> {
-    async fn execute(&self, request: Request) -> Result<Response, Error> {
-        self.run(request).await
+    // Written out instead of `#[async_trait]`, which would wrap `run` in a
+    // second future and copy its (large) state into it on the first poll.
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.run(request))
     }
 
     fn connections_opened(&self) -> Option<u64> {
