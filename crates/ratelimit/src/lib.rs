@@ -22,9 +22,9 @@
 //!   so lateness never pushes later grants back and the long-run rate is the
 //!   quota's. (A check-sleep-recheck limiter such as governor recomputes
 //!   from "now" after every late wake-up and loses that lateness each time:
-//!   in `cargo xtask bench` at 1,000/s with 64 callers it delivered 57–63 %
-//!   of the rate on a heavily loaded machine, where this crate delivered
-//!   99.5–100 %.) Nobody is ever released before their grant instant. See [`limiter`] for how
+//!   in `cargo xtask bench` at 1,000/s with 64 callers it delivered 57–81 %
+//!   of the rate on a shared, loaded machine, where this crate delivered
+//!   99.4–100 %.) Nobody is ever released before their grant instant. See [`limiter`] for how
 //!   cancellation, [`Limiter::set_quota`] and [`Limiter::stop`] keep this
 //!   exact.
 //! * **Honest edges.** A bounded queue rejects overflow at once with
