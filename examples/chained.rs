@@ -423,7 +423,7 @@ fn print_stats(s: &Snapshot) {
             format!("{} / {}", count(p.succeeded), count(p.failed)),
         )
         .row("success rate", pct(p.success_rate()))
-        .row("time in backoff", dur(p.backoff))
+        .row("backoff, summed over requests", dur(p.backoff))
         .row("warm-up requests", count(p.warmup_requests))
         .row(
             "health probes (failed)",
