@@ -373,16 +373,25 @@ impl<'a, D: Driver> Core<'a, D> {
                 continue;
             }
             if self.stop.is_none() {
-                self.fill(input.as_mut(), cx);
+                self.fill(input.as_mut(), cx, None);
                 if self.sink.has_ready() {
                     continue;
                 }
             }
             match self.calls.poll_next_unpin(cx) {
-                Poll::Ready(Some(done)) => {
-                    if let Some(item) = self.finish(done) {
-                        return Poll::Ready(Some(item));
+                Poll::Ready(Some(mut done)) => {
+                    let now = self.finish(&mut done);
+                    // Start its replacement before yielding it, so the
+                    // worker slot is busy again while the caller looks at
+                    // the result.
+                    if self.stop.is_none() {
+                        self.fill(input.as_mut(), cx, Some(now));
                     }
+                    if self.sink.is_next(done.item.index) {
+                        self.sink.skip_next();
+                        return Poll::Ready(Some(done.item));
+                    }
+                    self.sink.put(done.item);
                     continue;
                 }
                 Poll::Ready(None) => {
@@ -441,7 +450,7 @@ impl<'a, D: Driver> Core<'a, D> {
     /// A permit is obtained *before* an input is taken, so an input goes
     /// straight from the source to the driver and is never held while the
     /// batch waits for a slot.
-    fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>)
+    fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>, mut now: Option<Instant>)
     where
         S: Stream,
         S::Item: IntoRequest,
@@ -482,7 +491,11 @@ impl<'a, D: Driver> Core<'a, D> {
                     self.sink.reserve(index);
                     match raw.into_request() {
                         Ok(request) => {
-                            if !self.start(index, request, permit) {
+                            // A clock reading taken an instant ago (when the
+                            // call this one replaces finished) serves as its
+                            // start; otherwise read the clock.
+                            let started = now.take().unwrap_or_else(Instant::now);
+                            if !self.start(index, request, permit, started) {
                                 return;
                             }
                         }
@@ -514,7 +527,13 @@ impl<'a, D: Driver> Core<'a, D> {
     /// Hand a request to the driver; `false` when the executor is shutting
     /// down (the request is reported as not started and the batch stops).
     #[inline]
-    fn start(&mut self, index: usize, mut request: Request, permit: SemaphorePermit<'a>) -> bool {
+    fn start(
+        &mut self,
+        index: usize,
+        mut request: Request,
+        permit: SemaphorePermit<'a>,
+        started: Instant,
+    ) -> bool {
         let Some(ticket) = Ticket::enter(&self.inner.shared) else {
             drop(permit);
             self.inner.shared.stats.record_not_started(1);
@@ -535,6 +554,7 @@ impl<'a, D: Driver> Core<'a, D> {
             permit,
             index,
             request,
+            started,
         ));
         true
     }
@@ -613,17 +633,18 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
-    /// Account for a finished call. Returns its item when it can be yielded
-    /// right away (the common case), skipping the sink.
+    /// Account for a finished call (stats, trace, fail-fast, deadline) and
+    /// keep its permit for the next request when nobody waits. Returns the
+    /// clock reading taken.
     #[inline]
-    fn finish(&mut self, mut done: Done<'a>) -> Option<BatchItem> {
+    fn finish(&mut self, done: &mut Done<'a>) -> Instant {
         if let Some(permit) = done.permit.take() {
             if self.stop.is_none() && !self.input_done && !self.inner.shared.has_waiters() {
                 self.keep_spare(permit);
             }
         }
         let now = Instant::now();
-        record_done(&self.inner.shared, Some(&mut self.local), &mut done, now);
+        record_done(&self.inner.shared, Some(&mut self.local), done, now);
         let trigger = if self.stop.is_none() {
             self.options
                 .fail_fast
@@ -633,17 +654,11 @@ impl<'a, D: Driver> Core<'a, D> {
         } else {
             None
         };
-        let index = done.item.index;
         self.count(&done.item.outcome);
-        let direct = if self.sink.is_next(index) {
-            self.sink.skip_next();
-            Some(done.item)
-        } else {
-            self.sink.put(done.item);
-            None
-        };
         if let Some(cancel) = trigger {
-            self.halt(StopReason::FailFast { trigger: index });
+            self.halt(StopReason::FailFast {
+                trigger: done.item.index,
+            });
             if cancel {
                 self.cancel_in_flight(|| Error::Cancelled);
             }
@@ -651,7 +666,7 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.deadline.is_some_and(|d| now >= d) {
             self.on_deadline();
         }
-        direct
+        now
     }
 
     /// Stop taking inputs (first reason wins).

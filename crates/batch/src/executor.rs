@@ -150,27 +150,32 @@ pub(crate) struct Done<'a> {
 /// place in the in-flight gauge, and what the stats need. Polling catches panics; dropping it before it finished counts
 /// the request as cancelled.
 ///
-/// A request counts as started (in the stats, and for its latency) at its
-/// first poll: a driver future does nothing before that, so a call dropped
-/// unpolled provably sent nothing and is reported as not started.
+/// A request's latency runs from when it is handed to the driver (its
+/// future created). It counts as started in the stats at its first poll: a
+/// driver future does nothing before that, so a call dropped unpolled
+/// provably sent nothing and is reported as not started.
 pub(crate) struct Call<'a> {
     fut: CallFuture<'a>,
     index: usize,
-    /// Set at the first poll.
-    started: Option<(Instant, u16)>,
+    started: Instant,
+    /// The stats window it was counted in; `None` until the first poll.
+    epoch: Option<u16>,
     trace: Option<Box<(Method, Origin)>>,
     ticket: Option<Ticket<'a>>,
     permit: Option<SemaphorePermit<'a>>,
 }
 
 impl<'a> Call<'a> {
-    /// Hand `request` to the driver.
+    /// Hand `request` to the driver at `started` (a clock reading taken just
+    /// now by the caller).
+    #[inline]
     pub(crate) fn start<D: Driver>(
         driver: &'a D,
         ticket: Ticket<'a>,
         permit: SemaphorePermit<'a>,
         index: usize,
         request: Request,
+        started: Instant,
     ) -> Self {
         let trace = tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG)
             .then(|| Box::new((request.method().clone(), request.origin().clone())));
@@ -184,7 +189,8 @@ impl<'a> Call<'a> {
         Call {
             fut,
             index,
-            started: None,
+            started,
+            epoch: None,
             trace,
             ticket: Some(ticket),
             permit: Some(permit),
@@ -203,9 +209,9 @@ impl<'a> Call<'a> {
         let ticket = self.ticket.take()?;
         let stats = &ticket.shared.stats;
         drop(ticket);
-        let (started, epoch) = self.started?;
-        stats.record_finish(epoch, started, now, Finish::Cancelled(kind));
-        Some(now.saturating_duration_since(started))
+        let epoch = self.epoch?;
+        stats.record_finish(epoch, self.started, now, Finish::Cancelled(kind));
+        Some(now.saturating_duration_since(self.started))
     }
 }
 
@@ -214,16 +220,15 @@ impl<'a> Future for Call<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
-        let (started, epoch) = match this.started {
-            Some(s) => s,
+        let epoch = match this.epoch {
+            Some(e) => e,
             None => {
-                let epoch = match &this.ticket {
+                let e = match &this.ticket {
                     Some(t) => t.shared.stats.count_start(),
                     None => 0,
                 };
-                let s = (Instant::now(), epoch);
-                this.started = Some(s);
-                s
+                this.epoch = Some(e);
+                e
             }
         };
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)))
@@ -243,7 +248,7 @@ impl<'a> Future for Call<'a> {
                 },
                 elapsed: Duration::ZERO,
             },
-            started,
+            started: this.started,
             epoch,
             trace: this.trace.take(),
         })
@@ -256,10 +261,10 @@ impl Drop for Call<'_> {
         if let Some(ticket) = self.ticket.take() {
             let stats = &ticket.shared.stats;
             drop(ticket);
-            if let Some((started, epoch)) = self.started {
+            if let Some(epoch) = self.epoch {
                 stats.record_finish(
                     epoch,
-                    started,
+                    self.started,
                     Instant::now(),
                     Finish::Cancelled("cancelled"),
                 );
@@ -765,7 +770,7 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         if request.options().timeout.is_none() {
             request.options_mut().timeout = shared.request_timeout;
         }
-        let mut call = Call::start(&inner.driver, ticket, permit, 0, request);
+        let mut call = Call::start(&inner.driver, ticket, permit, 0, request, Instant::now());
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {

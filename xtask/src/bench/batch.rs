@@ -3,8 +3,11 @@
 //! * `batch/reqwest/c{16,64,256}` — `BatchExecutor::execute_batch` (an
 //!   ordered batch, results collected in input order) over `ReqwestDriver`
 //!   vs plain reqwest with the driver's client settings in a `buffered(C)`
-//!   loop. Each slice is one batch of `n` GETs; both sides read every body
-//!   and count 200s. Threshold: `rps` ratio >= 0.97.
+//!   loop. Each slice is one batch of `n` GETs; both sides read every body,
+//!   **keep every result in input order** (the batch its `BatchItem`s, the
+//!   baseline `(status, headers, body)` collected into a `Vec` — an ordered
+//!   batch holds its results, and dropping them is part of the job) and
+//!   count 200s. Threshold: `rps` ratio >= 0.97.
 //! * `batch/isahc/c{16,64,256}` — the same over `IsahcDriver` vs plain isahc
 //!   (identically configured `HttpClient`).
 //! * `batch/noop` — executor overhead: `execute_batch` over a no-op driver
@@ -27,8 +30,8 @@ use httpclient_batch::BatchExecutor;
 use httpclient_core::http::StatusCode;
 use httpclient_core::{Driver, Error, Request, Response, async_trait};
 
-use super::driver::{isahc_get, plain_isahc_client, reqwest_baseline_client, reqwest_baseline_get};
-use super::load::{REQUEST_TIMEOUT, measure, run_slice};
+use super::driver::{plain_isahc_client, reqwest_baseline_client};
+use super::load::{REQUEST_TIMEOUT, measure};
 use super::{BenchError, Comparison, Record, Scenario};
 use crate::stats::{self, Threshold};
 
@@ -52,12 +55,84 @@ pub fn scenarios() -> Vec<Scenario> {
     all
 }
 
+/// Whether this run's `--filter` (if any) selects scenario `id`, using the
+/// harness's rule (`id.contains(filter)`).
+fn selected(id: &str) -> bool {
+    let mut args = std::env::args().skip_while(|a| a != "bench");
+    let mut filter = None;
+    while let Some(a) = args.next() {
+        if a == "--filter" {
+            filter = args.next();
+        } else if let Some(f) = a.strip_prefix("--filter=") {
+            filter = Some(f.to_string());
+        }
+    }
+    filter.is_none_or(|f| id.contains(f.as_str()))
+}
+
 /// One ordered batch of `n` GETs of `url`; counts 200s.
 async fn batch_slice<D: Driver>(exec: &BatchExecutor<D>, url: &str, n: usize) -> (u64, u64) {
     let result = exec.execute_batch((0..n).map(|_| Request::get(url))).await;
     let ok = result
         .successes()
         .filter(|(_, r)| r.status() == StatusCode::OK)
+        .count() as u64;
+    (ok, n as u64 - ok)
+}
+
+/// Plain reqwest as an ordered batch: `n` GETs through `buffered(c)`, each
+/// result kept (status, headers, body) in input order; counts 200s.
+async fn reqwest_ordered_slice(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    c: usize,
+) -> (u64, u64) {
+    let results: Vec<
+        Option<(
+            reqwest::StatusCode,
+            reqwest::header::HeaderMap,
+            httpclient_core::Bytes,
+        )>,
+    > = futures::stream::iter(0..n)
+        .map(|_| async move {
+            let resp = client.get(url).timeout(REQUEST_TIMEOUT).send().await.ok()?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.ok()?;
+            Some((status, headers, body))
+        })
+        .buffered(c)
+        .collect()
+        .await;
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Some((s, _, _)) if *s == reqwest::StatusCode::OK))
+        .count() as u64;
+    (ok, n as u64 - ok)
+}
+
+/// Plain isahc as an ordered batch, like [`reqwest_ordered_slice`].
+async fn isahc_ordered_slice(
+    client: &isahc::HttpClient,
+    url: &str,
+    n: usize,
+    c: usize,
+) -> (u64, u64) {
+    use isahc::AsyncReadResponseExt as _;
+    let results: Vec<Option<(isahc::http::StatusCode, isahc::http::HeaderMap, Vec<u8>)>> =
+        futures::stream::iter(0..n)
+            .map(|_| async move {
+                let mut resp = client.get_async(url).await.ok()?;
+                let body = resp.bytes().await.ok()?;
+                Some((resp.status(), resp.headers().clone(), body))
+            })
+            .buffered(c)
+            .collect()
+            .await;
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Some((s, _, _)) if *s == isahc::http::StatusCode::OK))
         .count() as u64;
     (ok, n as u64 - ok)
 }
@@ -75,12 +150,12 @@ fn reqwest_scenario(c: usize) -> Scenario {
             .slice_requests(ctx.config().slice_for(c))
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
-                "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over ReqwestDriver, {c} workers; baseline buffered({c}); bodies read fully"
+                "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over ReqwestDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"
             ));
         ctx.compare(
             &cmp,
             |n| measure(batch_slice(&exec, &url, n)),
-            |n| run_slice(n, c, |_| reqwest_baseline_get(&plain, &url)),
+            |n| measure(reqwest_ordered_slice(&plain, &url, n, c)),
         )
         .await
     })
@@ -99,12 +174,12 @@ fn isahc_scenario(c: usize) -> Scenario {
             .slice_requests(ctx.config().slice_for(c))
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
-                "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over IsahcDriver, {c} workers; baseline buffered({c}); bodies read fully"
+                "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over IsahcDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"
             ));
         ctx.compare(
             &cmp,
             |n| measure(batch_slice(&exec, &url, n)),
-            |n| run_slice(n, c, |_| isahc_get(&plain, &url)),
+            |n| measure(isahc_ordered_slice(&plain, &url, n, c)),
         )
         .await
     })
@@ -198,17 +273,26 @@ const STREAM_RUNS: usize = 7;
 
 fn stream_1m_scenario() -> Scenario {
     let id = "batch/stream-1m";
+    // Built here, before any measurement starts (like the test server), so
+    // the compile neither counts against the scenario's time limit nor
+    // competes for the CPU with the other scenarios' measurements.
+    let built: Option<Result<PathBuf, String>> = selected(id).then(|| {
+        eprintln!("bench: building the httpclient-batch stream_1m example (release)...");
+        build_stream_example().map_err(|e| e.to_string())
+    });
     Scenario::new(id, move |ctx| async move {
-        ctx.progress("building the stream_1m example (release)");
-        let bin = tokio::task::spawn_blocking(build_stream_example).await??;
+        let bin = match built {
+            Some(Ok(bin)) => bin,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("stream_1m example was not built".into()),
+        };
         let runs = if ctx.config().quick { 5 } else { STREAM_RUNS };
         let mut peaks = Vec::with_capacity(runs);
         let mut secs = Vec::with_capacity(runs);
         let mut baseline_rss = Vec::with_capacity(runs);
         for i in 0..runs {
             ctx.progress(&format!("child run {}/{runs}", i + 1));
-            let bin = bin.clone();
-            let out = tokio::task::spawn_blocking(move || run_stream_example(&bin)).await??;
+            let out = run_stream_example(&bin).await?;
             peaks.push(out.peak_rss_mib);
             secs.push(out.elapsed_s);
             baseline_rss.push(out.rss_before_mib);
@@ -268,25 +352,39 @@ fn build_stream_example() -> Result<PathBuf, BenchError> {
         .ok_or_else(|| "cargo built stream_1m but reported no executable".into())
 }
 
-fn run_stream_example(bin: &Path) -> Result<StreamRun, BenchError> {
+/// Kills the child if the scenario is dropped (hard limit) before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn run_stream_example(bin: &Path) -> Result<StreamRun, BenchError> {
     // Bounded in time: a million no-op requests take about a second.
-    let mut child = Command::new(bin)
-        .args(["1000000", "256"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut child = KillOnDrop(
+        Command::new(bin)
+            .args(["1000000", "256"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
     let started = std::time::Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.0.try_wait()? {
             break status;
         }
         if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
             return Err("stream_1m child ran longer than 120 s".into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let mut child = child;
+    let child = &mut child.0;
     let mut stdout = String::new();
     if let Some(mut out) = child.stdout.take() {
         use std::io::Read as _;
