@@ -676,7 +676,7 @@ impl<D: Driver> BatchExecutor<D> {
     /// Stop accepting work and wait for the requests in flight to finish.
     ///
     /// From the moment it is called: new batches report every input as
-    /// [`Outcome::NotStarted`]`(`[`StopReason::Shutdown`]`)`, running batches
+    /// [`Outcome::NotStarted`]`(`[`crate::StopReason::Shutdown`]`)`, running batches
     /// and streams stop taking inputs (the rest are not started) while their
     /// in-flight requests finish normally, and `execute` returns
     /// [`Error::Stopped`]. It returns once no request is in flight. Requests

@@ -49,16 +49,21 @@ async fn five_hundred_requests_to_one_host_all_succeed() {
         .expect("bounded in time");
     assert_eq!(result.len(), 500);
     assert!(result.all_succeeded(), "{:?}", result.failures().next());
-    assert!(result
-        .responses()
-        .all(|r| r.status() == 200 && r.bytes().len() == 2048));
+    assert!(
+        result
+            .responses()
+            .all(|r| r.status() == 200 && r.bytes().len() == 2048)
+    );
     let server_stats = server.stats();
     assert_eq!(server_stats.requests, 500);
     // (How many connections carry them is the driver's business: hyper may
     // open a new one while a finished one is still on its way back to the
     // idle pool.)
     let stats = exec.stats();
-    assert_eq!((stats.requests, stats.completed, stats.errors), (500, 500, 0));
+    assert_eq!(
+        (stats.requests, stats.completed, stats.errors),
+        (500, 500, 0)
+    );
     assert_eq!(stats.status.success, 500);
     assert_eq!(
         exec.connections_opened(),
@@ -107,7 +112,11 @@ async fn cancelling_mid_run_closes_every_connection_and_leaks_no_descriptor() {
         .count();
     assert_eq!(in_flight, 40);
     assert_eq!(result.not_started, 160);
-    assert_eq!(server.stats().requests, 40, "nothing was sent after the cancel");
+    assert_eq!(
+        server.stats().requests,
+        40,
+        "nothing was sent after the cancel"
+    );
     assert_eq!(exec.in_flight(), 0);
 
     drop(exec); // and with it the driver and its connection pool
