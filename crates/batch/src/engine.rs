@@ -24,8 +24,13 @@
 //! A request holds a permit of the executor's semaphore from just before it
 //! is handed to the driver until it finishes or is dropped. The semaphore
 //! is fair (FIFO), so concurrent batches on one executor share the limit
-//! instead of multiplying it. An input is built (and rejected, if invalid)
-//! before a permit is taken, so a bad input never occupies a worker.
+//! instead of multiplying it. A batch takes an input from its source only
+//! with a permit in hand, so nothing is pulled that cannot start at once.
+//! When a request finishes and nobody else is queued for a permit, the
+//! batch keeps that permit for its next request (no trip through the
+//! semaphore); it hands kept permits back as soon as it has to wait, stops,
+//! or someone queues. An invalid input never reaches the driver; its permit
+//! goes to the next input.
 
 use std::collections::VecDeque;
 use std::future::Future;
