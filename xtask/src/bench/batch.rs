@@ -10,6 +10,11 @@
 //!   count 200s. Threshold: `rps` ratio >= 0.97.
 //! * `batch/isahc/c{16,64,256}` — the same over `IsahcDriver` vs plain isahc
 //!   (identically configured `HttpClient`).
+//! * `batch/over-driver/reqwest-c64` — informative, no threshold: the batch
+//!   over `ReqwestDriver` vs the *same driver* in a bare `buffered(64)` loop
+//!   collecting its results, so the executor's own share of the
+//!   `batch/reqwest/*` ratios can be told apart from the driver's
+//!   (`driver/reqwest/*`).
 //! * `batch/noop` — executor overhead: `execute_batch` over a no-op driver
 //!   vs the bare `stream::iter(..).map(|r| driver.execute(r)).buffered(64)`
 //!   over the same driver, both collecting their results in input order, both
@@ -50,9 +55,57 @@ pub fn scenarios() -> Vec<Scenario> {
     for c in CONCURRENCIES {
         all.push(isahc_scenario(c));
     }
+    all.push(over_driver_scenario());
     all.push(noop_scenario());
     all.push(stream_1m_scenario());
     all
+}
+
+fn over_driver_scenario() -> Scenario {
+    let id = "batch/over-driver/reqwest-c64";
+    let c = 64;
+    Scenario::new(id, move |ctx| async move {
+        let url = ctx.url("/");
+        let build = || {
+            httpclient_driver_reqwest::ReqwestDriver::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+        };
+        let exec = BatchExecutor::new(build()?, c)?;
+        let bare = build()?;
+        let cmp = Comparison::new(
+            id,
+            "the same ReqwestDriver, bare buffered(64), results collected",
+        )
+        .slice_requests(ctx.config().slice_for(c))
+        .notes("informative: the executor's own cost over a real driver");
+        ctx.compare(
+            &cmp,
+            |n| measure(batch_slice(&exec, &url, n)),
+            |n| {
+                let bare = &bare;
+                let url = &url;
+                measure(async move {
+                    let results: Vec<Result<Response, Error>> = futures::stream::iter(0..n)
+                        .map(|_| async move {
+                            match Request::get(url.as_str()).build() {
+                                Ok(r) => bare.execute(r).await,
+                                Err(e) => Err(e),
+                            }
+                        })
+                        .buffered(c)
+                        .collect()
+                        .await;
+                    let ok = results
+                        .iter()
+                        .filter(|r| matches!(r, Ok(r) if r.status() == StatusCode::OK))
+                        .count() as u64;
+                    (ok, n as u64 - ok)
+                })
+            },
+        )
+        .await
+    })
 }
 
 /// Whether this run's `--filter` (if any) selects scenario `id`, using the
