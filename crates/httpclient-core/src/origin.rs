@@ -75,11 +75,14 @@ impl Origin {
             _ => return Err(Error::invalid_request(format!("URL `{uri}` has no host"))),
         };
         let port = uri.port_u16().unwrap_or(scheme.default_port());
-        Ok(Origin {
-            scheme,
-            host: Arc::from(host.to_ascii_lowercase()),
-            port,
-        })
+        // Hosts are almost always lower case already: skip the extra copy
+        // then (this runs once per request on the hot path).
+        let host: Arc<str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(host.to_ascii_lowercase())
+        } else {
+            Arc::from(host)
+        };
+        Ok(Origin { scheme, host, port })
     }
 
     /// Parse a URL (with or without a path) and take its origin.
