@@ -155,7 +155,8 @@ impl HealthCheck {
     pub fn interval(&self) -> Duration {
         self.interval
     }
-    /// The per-probe timeout.
+    /// The per-probe timeout (the probe request's per-attempt timeout; see
+    /// [`HealthCheckBuilder::timeout`]).
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -212,7 +213,10 @@ impl fmt::Debug for HealthCheckBuilder {
 }
 
 impl HealthCheckBuilder {
-    /// Per-probe timeout (default `min(interval, 5 s)`).
+    /// Per-probe timeout (default `min(interval, 5 s)`). It is set as the
+    /// probe request's own per-attempt timeout, so the driver enforces it
+    /// from when the probe is really sent: time spent queued in layers
+    /// inside the pool (a rate limiter) does not count against the host.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use httpclient_core::ext::RetryInfo;
 use httpclient_core::{
-    ConfigError, Driver, Error, Origin, Request, Response, TimeoutPhase, retry_after_from_headers,
+    ConfigError, Driver, Error, Origin, Request, Response, retry_after_from_headers,
 };
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinHandle;
@@ -1010,20 +1010,44 @@ async fn run_checker<D: Driver>(
     }
 }
 
+/// How long a probe may take, all layers included, before the round stops
+/// waiting for it: far above the probe's own timeout, because the time a
+/// probe spends queued in inner layers (a rate limiter's FIFO) says nothing
+/// about the host. Only a hung inner layer ever reaches it.
+fn probe_safety_bound(check: &HealthCheck) -> Duration {
+    check
+        .timeout()
+        .max(check.interval())
+        .saturating_mul(PROBE_SAFETY_FACTOR)
+}
+
+const PROBE_SAFETY_FACTOR: u32 = 10;
+
 async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
     let check = &plan.check;
+    let bound = probe_safety_bound(check);
     let probes = plan.targets.iter().map(|(entry, url)| async move {
-        inc(&shared.counters.probes);
+        // The probe's timeout rides on the request: the driver enforces it
+        // from when the attempt really starts, so time spent waiting in an
+        // inner layer (a rate limiter's queue) is not held against the
+        // host. The outer bound only stops a hung inner layer from stalling
+        // the checker; reaching it is inconclusive, not a failure, since
+        // nothing says the probe ever reached the host.
         let outcome = match Request::builder(check.method().clone(), url)
             .timeout(check.timeout())
             .build()
         {
-            Ok(req) => tokio::time::timeout(check.timeout(), shared.inner.execute(req))
-                .await
-                .unwrap_or(Err(Error::Timeout {
-                    phase: TimeoutPhase::Request,
-                    after: Some(check.timeout()),
-                })),
+            Ok(req) => match tokio::time::timeout(bound, shared.inner.execute(req)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(
+                        origin = %entry.origin,
+                        bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+                        "health probe inconclusive: inner layers held it past the safety bound"
+                    );
+                    return;
+                }
+            },
             Err(e) => Err(e),
         };
         let (healthy, error) = match &outcome {
@@ -1034,6 +1058,10 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
             ),
             Err(e) => (false, Some(format!("probe failed: {e}"))),
         };
+        // Counted with its verdict: a probe dropped mid-flight (the checker
+        // was reconfigured, disabled or stopped) or cut off as inconclusive
+        // is in neither `probes` nor `probe_failures`.
+        inc(&shared.counters.probes);
         if !healthy {
             inc(&shared.counters.probe_failures);
         }

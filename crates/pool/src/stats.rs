@@ -144,7 +144,10 @@ pub struct PoolStats {
     pub host_limit_waits: u64,
     /// Total time requests spent sleeping between attempts.
     pub backoff: Duration,
-    /// Health probes sent.
+    /// Health probes whose verdict was recorded. A probe dropped in flight
+    /// (health checks reconfigured, disabled or stopped mid-round) or given
+    /// up on as inconclusive (held by inner layers past ten times the larger
+    /// of the probe timeout and the interval) is not counted.
     pub probes: u64,
     /// Health probes that came back unhealthy.
     pub probe_failures: u64,

@@ -459,3 +459,134 @@ fn enabling_outside_a_runtime_is_an_error_not_a_panic() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An inner layer that holds every request for `queue` before passing it
+/// on (or forever, with `None`): a rate limiter's FIFO as the pool sees it.
+struct Queued {
+    inner: MockDriver,
+    queue: Option<Duration>,
+}
+
+#[httpclient_core::async_trait]
+impl httpclient_core::Driver for Queued {
+    async fn execute(
+        &self,
+        request: httpclient_core::Request,
+    ) -> Result<httpclient_core::Response, Error> {
+        match self.queue {
+            Some(d) => sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+        self.inner.execute(request).await
+    }
+}
+
+fn probed(pool: &ConnectionPool<Queued>) -> httpclient_pool::HostHealth {
+    pool.host_health(&Origin::parse("http://db:8080").unwrap())
+        .expect("tracked host")
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_queued_in_an_inner_layer_does_not_fail_a_probe() {
+    // Probe timeout 100 ms (the default for a 100 ms interval), each probe
+    // queued 500 ms inside the pool before it is sent: the host answers at
+    // once, so it is healthy.
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::new(Queued {
+        inner: mock.clone(),
+        queue: Some(Duration::from_millis(500)),
+    });
+    let check = HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
+        .jitter(0.0)
+        .thresholds(1, 1)
+        .build()
+        .unwrap();
+    assert_eq!(check.timeout(), Duration::from_millis(100));
+    pool.enable_health_check_with(check).unwrap();
+    sleep(secs(3.05)).await;
+
+    let h = probed(&pool);
+    assert_eq!(h.state, HostState::Up, "last_error: {:?}", h.last_error);
+    assert_eq!(h.probe_failures, 0);
+    assert!(h.probe_successes >= 5, "{h:?}");
+    assert_eq!(h.last_error, None);
+    let st = pool.stats();
+    assert_eq!(st.probe_failures, 0);
+    assert_eq!(st.probes, u64::from(h.probe_successes));
+    assert_eq!(mock.call_count(), 6, "every probe reached the host");
+    // Rounds of 500 ms each, the first at once: 0, 0.5, ... 3.0 → 6 done.
+    assert_eq!(st.probes, 6);
+
+    // The timeout still bites once the probe is really sent.
+    let slow = MockDriver::new().default_behavior(Behavior::ok().after(Duration::from_millis(150)));
+    let pool = ConnectionPool::new(Queued {
+        inner: slow,
+        queue: Some(Duration::from_millis(500)),
+    });
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
+            .jitter(0.0)
+            .thresholds(1, 1)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(secs(0.65)).await; // queued 0.5, sent, timed out at 0.6
+    let h = probed(&pool);
+    assert_eq!(h.state, HostState::Down(DownCause::Probes));
+    assert!(
+        h.last_error.as_deref().unwrap().contains("probe failed"),
+        "{h:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_held_forever_by_an_inner_layer_is_inconclusive() {
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::new(Queued {
+        inner: mock.clone(),
+        queue: None,
+    });
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
+            .jitter(0.0)
+            .thresholds(1, 1)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    // Safety bound: 10 × max(100 ms, 100 ms) = 1 s per round.
+    sleep(secs(5.5)).await;
+    let h = probed(&pool);
+    assert_eq!(
+        h.state,
+        HostState::Up,
+        "a hung inner layer says nothing about the host"
+    );
+    assert_eq!((h.probe_failures, h.probe_successes), (0, 0));
+    assert_eq!(h.last_check, None);
+    let st = pool.stats();
+    assert_eq!((st.probes, st.probe_failures), (0, 0));
+    assert_eq!(mock.call_count(), 0);
+    assert!(pool.health_checker_running());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_dropped_mid_round_is_not_counted() {
+    let pool = ConnectionPool::new(Queued {
+        inner: MockDriver::new(),
+        queue: Some(Duration::from_millis(500)),
+    });
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db:8080"], Duration::from_secs(1))
+            .jitter(0.0)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(secs(0.2)).await; // the first probe is queued
+    pool.disable_health_check();
+    sleep(secs(2.0)).await;
+    let st = pool.stats();
+    assert_eq!((st.probes, st.probe_failures), (0, 0));
+}
