@@ -10,6 +10,7 @@
 //! compiled without the `bench` feature, so `cargo test --workspace` builds
 //! next to nothing here while still testing the statistics.
 
+pub mod charts;
 pub mod ci;
 pub mod cli;
 pub mod report;

@@ -798,7 +798,17 @@ fn run(root: &Path, args: &crate::cli::BenchArgs) -> Result<ExitCode, String> {
     let raw = serde_json::to_string(&raw).map_err(|e| e.to_string())?;
     std::fs::write(&raw_path, raw + "\n")
         .map_err(|e| format!("writing {}: {e}", raw_path.display()))?;
-    let md = render_markdown("batchclient benchmark report", &md_header, &records);
+    let mut md = render_markdown("batchclient benchmark report", &md_header, &records);
+    let charts = crate::charts::report_charts(&records);
+    if !charts.is_empty() {
+        md.push_str("\n## Charts\n\n");
+    }
+    for (file, caption, svg) in &charts {
+        let path = dir.join(file);
+        std::fs::write(&path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        md.push_str(&format!("![{caption}]({file})\n\n"));
+        eprintln!("bench: wrote {}", path.display());
+    }
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, md).map_err(|e| format!("writing {}: {e}", md_path.display()))?;
     eprintln!(
