@@ -105,6 +105,18 @@
 //! sleeping retries (they return their last outcome), and makes new calls
 //! fail with [`Error::Stopped`](httpclient_core::Error::Stopped).
 //!
+//! ## Tracing
+//!
+//! Each request runs in a `debug` span `request` (target `httpclient_pool`;
+//! fields `method`, `host`, and once it ends `attempts` and `status`), and
+//! each attempt in a child span `attempt` (field `attempt`, from 1), so
+//! whatever inner layers and the driver log nests under it: the rate
+//! limiter's `permit granted` event carries `wait_ms`. Each attempt's
+//! outcome is an event in its span (`status`, or `error_kind` and
+//! `error`); each retry's chosen delay is a `retrying after backoff` event
+//! (`backoff_ms`, `from_server`). With no subscriber interested the spans
+//! are disabled at their callsites: no field is formatted, nothing allocated.
+//!
 //! ## Coming from the Go package
 //!
 //! `NewConnectionPool` → [`ConnectionPool::new`]; `SetRetryPolicy` →

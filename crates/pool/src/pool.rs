@@ -586,7 +586,7 @@ impl<D: Driver> ConnectionPool<D> {
     }
 
     /// One request through the retry loop.
-    async fn run(&self, request: Request) -> Result<Response, Error> {
+    async fn run(&self, request: Request, span: tracing::Span) -> Result<Response, Error> {
         let s = &*self.shared;
         let c = &s.counters;
         inc(&c.requests);
@@ -691,18 +691,37 @@ impl<D: Driver> ConnectionPool<D> {
                     lock(&s.budget).deposit(Instant::now());
                 }
                 inc(&c.attempts);
+                let attempt_span = tracing::debug_span!(target: "httpclient_pool", "attempt", attempt = attempt + 1);
+                let send =
+                    tracing::Instrument::instrument(s.inner.execute(req), attempt_span.clone());
                 let outcome = match deadline {
-                    Some(d) => match tokio::time::timeout_at(d, s.inner.execute(req)).await {
+                    Some(d) => match tokio::time::timeout_at(d, send).await {
                         Ok(r) => r,
                         Err(_) => {
                             inc(&c.deadline_exceeded);
                             Err(Error::DeadlineExceeded)
                         }
                     },
-                    None => s.inner.execute(req).await,
+                    None => send.await,
                 };
                 drop(permit);
                 attempt += 1;
+                match &outcome {
+                    Ok(resp) => tracing::debug!(
+                        target: "httpclient_pool",
+                        parent: &attempt_span,
+                        status = resp.status().as_u16(),
+                        "attempt answered"
+                    ),
+                    Err(err) => tracing::debug!(
+                        target: "httpclient_pool",
+                        parent: &attempt_span,
+                        error_kind = err.kind_name(),
+                        error = %err,
+                        "attempt failed"
+                    ),
+                }
+                drop(attempt_span);
 
                 // Passive health: every real outcome feeds the host's state.
                 if let Some(e) = &entry {
@@ -790,6 +809,13 @@ impl<D: Driver> ConnectionPool<D> {
                     tracing::debug!("not retried: retry budget exhausted");
                     break 'outcome (outcome, attempt, backoff);
                 }
+                tracing::debug!(
+                    target: "httpclient_pool",
+                    attempt,
+                    backoff_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    from_server = server_delay.is_some(),
+                    "retrying after backoff"
+                );
                 let slept_from = Instant::now();
                 let stopped = tokio::select! {
                     _ = tokio::time::sleep(delay) => false,
@@ -811,6 +837,12 @@ impl<D: Driver> ConnectionPool<D> {
         };
         guard.finished = true;
         let (result, attempts, backoff) = outcome;
+        if !span.is_disabled() {
+            span.record("attempts", attempts);
+            if let Ok(resp) = &result {
+                span.record("status", resp.status().as_u16());
+            }
+        }
         match result {
             Ok(mut resp) => {
                 let status = resp.status();
@@ -969,7 +1001,24 @@ impl<D: Driver> Driver for ConnectionPool<D> {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        Box::pin(self.run(request))
+        // One `request` span per request, entered on every poll, so the
+        // attempt spans and events below (and those of inner layers: the
+        // rate limiter's permit wait, the driver) nest under it. With no
+        // subscriber interested, the macro yields a disabled span without
+        // evaluating its fields and `Instrumented` only forwards the poll.
+        let span = tracing::debug_span!(
+            target: "httpclient_pool",
+            "request",
+            method = %request.method(),
+            host = %request.origin(),
+            attempts = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        let record_on = span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            self.run(request, record_on),
+            span,
+        ))
     }
 
     fn connections_opened(&self) -> Option<u64> {

@@ -184,6 +184,13 @@ impl<D: Driver> RateLimitedExecutor<D> {
 
     async fn forward(&self, request: Request, permit: Permit) -> Result<Response, Error> {
         self.executed.fetch_add(1, Ordering::Relaxed);
+        // An event in the caller's span (a pool's `attempt`, if any); the
+        // macro checks interest before computing anything.
+        tracing::debug!(
+            target: "httpclient_ratelimit",
+            wait_ms = permit.waited().as_secs_f64() * 1000.0,
+            "permit granted"
+        );
         let _guard = InFlight::enter(&self.in_flight);
         let mut response = self.driver.execute(request).await?;
         PermitWait::record(response.extensions_mut(), permit.waited());
