@@ -562,6 +562,27 @@ impl Conn {
         }
     }
 
+    /// Sleep `ms`, but end at once (returning `false`) if the client closes
+    /// meanwhile, as `never` does: a client that gave up must not keep the
+    /// connection open for the rest of the sleep. Bytes the client pipelines
+    /// during the sleep stay in `rbuf` for the next request (reading stops
+    /// once a full head's worth is buffered; `read_buf` is cancel-safe).
+    async fn sleep_unless_closed(&mut self, ms: u64) -> bool {
+        let sleep = tokio::time::sleep(Duration::from_millis(ms));
+        tokio::pin!(sleep);
+        while self.rbuf.len() <= MAX_HEAD {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                read = self.fill() => match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                },
+            }
+        }
+        sleep.await;
+        true
+    }
+
     async fn respond(&mut self, target: &str, head: &Head, keep_alive: bool) -> io::Result<Next> {
         let (path, query) = split_target(target);
         if path == "/__stats" {
@@ -596,8 +617,8 @@ impl Conn {
             None
         };
 
-        if params.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(params.delay_ms)).await;
+        if params.delay_ms > 0 && !self.sleep_unless_closed(params.delay_ms).await {
+            return Ok(Next::Close);
         }
 
         let mut status = params.status;
@@ -628,7 +649,9 @@ impl Conn {
                 return Ok(Next::Close);
             }
             Some(FaultKind::Slow) => {
-                tokio::time::sleep(Duration::from_millis(params.slow_ms)).await;
+                if !self.sleep_unless_closed(params.slow_ms).await {
+                    return Ok(Next::Close);
+                }
             }
             Some(FaultKind::Status503) => status = 503,
             Some(FaultKind::ResetMidBody | FaultKind::Drip) | None => {}

@@ -22,7 +22,7 @@
 //! | `status=N` | response status (200..=999, default 200) |
 //! | `body_size=N` | body of `N` deterministic bytes (`abc..z` repeated); default body is `ok` |
 //! | `content_type=V` | `Content-Type` (default `text/plain`) |
-//! | `delay_ms=N` | sleep before sending the response head |
+//! | `delay_ms=N` | sleep before sending the response head (the connection closes at once if the client closes meanwhile, as with `slow`) |
 //! | `header=Name:Value` | extra response header (repeatable, URL-decoded) |
 //! | `retry_after=V` | shortcut for `header=Retry-After:V` |
 //! | `fault=KIND` | inject `KIND` on 100% of requests (or `fault_pct` percent) |

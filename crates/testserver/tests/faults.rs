@@ -143,6 +143,43 @@ async fn never_responds_but_notices_client_close() {
     assert_eq!(st.requests, 1);
 }
 
+#[tokio::test]
+async fn delay_and_slow_notice_client_close() {
+    for path in ["/x?delay_ms=30000", "/x?fault=slow&slow_ms=30000"] {
+        let s = TestServer::start().await.unwrap();
+        let mut c = Client::connect(s.addr()).await.unwrap();
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), c.read_all()).await;
+        assert!(waited.is_err(), "{path}: still sleeping");
+        assert_eq!(s.stats().connections_open, 1, "{path}");
+        drop(c);
+        assert!(
+            s.wait_connections_closed(Duration::from_secs(2)).await,
+            "{path}: closed long before the 30 s sleep ends"
+        );
+        assert_eq!(s.stats().connections_closed, 1, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_pipelined_during_a_delay_is_still_answered() {
+    let s = TestServer::start().await.unwrap();
+    let mut c = Client::connect(s.addr()).await.unwrap();
+    assert_eq!(c.get("/x?delay_ms=200").await.unwrap().status, 200);
+    c.send(b"GET /a?delay_ms=200 HTTP/1.1\r\nHost: t\r\n\r\nGET /b?status=201 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(5), c.read_all())
+        .await
+        .expect("both answered")
+        .0;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("HTTP/1.1 201"), "{text}");
+}
+
 /// Sends `n` requests for `path` on one keep-alive connection; returns the statuses.
 async fn statuses(s: &TestServer, path: &str, n: usize) -> Vec<u16> {
     let mut c = Client::connect(s.addr()).await.unwrap();
