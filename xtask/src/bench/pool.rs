@@ -101,7 +101,11 @@ struct ResetRun {
     elapsed: Duration,
 }
 
-async fn reset_run(url: &str, base: &str, control: &reqwest::Client) -> Result<ResetRun, BenchError> {
+async fn reset_run(
+    url: &str,
+    base: &str,
+    control: &reqwest::Client,
+) -> Result<ResetRun, BenchError> {
     const C: usize = 64;
     let pool = Arc::new(
         ConnectionPool::builder(driver()?)
@@ -124,7 +128,9 @@ async fn reset_run(url: &str, base: &str, control: &reqwest::Client) -> Result<R
             async move {
                 let request = Request::get(url).build();
                 match request {
-                    Ok(r) => matches!(pool.execute(r).await, Ok(resp) if resp.status() == StatusCode::OK),
+                    Ok(r) => {
+                        matches!(pool.execute(r).await, Ok(resp) if resp.status() == StatusCode::OK)
+                    }
                     Err(_) => false,
                 }
             }
@@ -139,7 +145,9 @@ async fn reset_run(url: &str, base: &str, control: &reqwest::Client) -> Result<R
     let server_requests = server_stats(control, base).await?.requests - before;
     // An outcome missing from the results, or a request the pool's own
     // counters did not close, is a lost request.
-    let unclosed = st.requests.abs_diff(st.succeeded + st.failed + st.cancelled);
+    let unclosed = st
+        .requests
+        .abs_diff(st.succeeded + st.failed + st.cancelled);
     let lost = (RESET_REQUESTS - outcomes.len()) as u64 + unclosed;
     Ok(ResetRun {
         lost,
@@ -177,7 +185,11 @@ fn resets_20pct() -> Scenario {
         );
         let counts = format!(
             "server saw {server} requests, pool made {attempts} attempts ({})",
-            if server == attempts { "equal" } else { "MISMATCH" }
+            if server == attempts {
+                "equal"
+            } else {
+                "MISMATCH"
+            }
         );
         let mut rps = Record::absolute(
             id,
@@ -188,9 +200,11 @@ fn resets_20pct() -> Scenario {
         )
         .note("median over runs of successful requests per second")
         .note(&setup);
-        if let Some((lo, hi)) =
-            stats::bootstrap_median_ci(&per_run_rps, stats::BOOTSTRAP_RESAMPLES, stats::seed_for(id))
-        {
+        if let Some((lo, hi)) = stats::bootstrap_median_ci(
+            &per_run_rps,
+            stats::BOOTSTRAP_RESAMPLES,
+            stats::seed_for(id),
+        ) {
             rps.add_note(format!("95% CI [{lo:.0}, {hi:.0}]"));
         }
         Ok(vec![
