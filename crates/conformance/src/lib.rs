@@ -54,7 +54,7 @@
 //! # use httpclient_core::{async_trait, Driver, Error, Request, Response};
 //! # struct MyDriver;
 //! # #[async_trait] impl Driver for MyDriver {
-//! #     async fn execute(&self, _r: Request) -> Result<Response, Error> { unimplemented!() }
+//! #     async fn execute(&self, _r: Request) -> Result<Response, Error> { Err(Error::invalid_request("example")) }
 //! # }
 //! # fn make(_cfg: ConformanceConfig) -> Result<MyDriver, Error> { Ok(MyDriver) }
 //! const KNOWN_GAPS: &[&str] = &["dropped_future_frees_connection"];
