@@ -24,9 +24,9 @@
 //!
 //! ## Features
 //!
-//! * `json` — [`Response::json`] and `RequestBuilder::json` through serde.
-//! * `test-util` — [`testkit`]: a scriptable [`testkit::MockDriver`] that works
-//!   under tokio's paused clock, and a [`testkit::NoopDriver`] for overhead
+//! * `json` — `Response::json` and `RequestBuilder::json` through serde.
+//! * `test-util` — `testkit`: a scriptable `testkit::MockDriver` that works
+//!   under tokio's paused clock, and a `testkit::NoopDriver` for overhead
 //!   benchmarks.
 //!
 //! ## Example
