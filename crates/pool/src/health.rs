@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use httpclient_core::http::Method;
-use httpclient_core::{ConfigError, Error, Origin, RateLimitReason, Response};
+use httpclient_core::{ConfigError, Error, MAX_RETRY_AFTER, Origin, RateLimitReason, Response};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -261,6 +261,14 @@ impl HealthCheckBuilder {
         if self.interval.is_zero() {
             return Err(ConfigError::new("interval", "must be greater than zero"));
         }
+        // Deadlines are `Instant + Duration`: keep every duration far from
+        // overflow (a panic there would kill the checker task silently).
+        if self.interval > MAX_RETRY_AFTER || self.timeout.is_some_and(|t| t > MAX_RETRY_AFTER) {
+            return Err(ConfigError::new(
+                "interval",
+                "interval and timeout must be at most one year",
+            ));
+        }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::new("timeout", "must be greater than zero"));
         }
@@ -380,10 +388,13 @@ impl OutlierDetection {
         if cool_down.is_zero() {
             return Err(ConfigError::new("cool_down", "must be greater than zero"));
         }
+        if cool_down > MAX_RETRY_AFTER {
+            return Err(ConfigError::new("cool_down", "must be at most one year"));
+        }
         Ok(OutlierDetection {
             consecutive_failures,
             cool_down,
-            max_cool_down: cool_down.saturating_mul(10),
+            max_cool_down: cool_down.saturating_mul(10).min(MAX_RETRY_AFTER),
             failure: Arc::new(|r: &Response| !status_below_500(r)),
         })
     }
@@ -393,6 +404,12 @@ impl OutlierDetection {
     /// # Errors
     /// [`ConfigError`] when below the base cool-down.
     pub fn with_max_cool_down(mut self, max: Duration) -> Result<Self, ConfigError> {
+        if max > MAX_RETRY_AFTER {
+            return Err(ConfigError::new(
+                "max_cool_down",
+                "must be at most one year",
+            ));
+        }
         if max < self.cool_down {
             return Err(ConfigError::new(
                 "max_cool_down",

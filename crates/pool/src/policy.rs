@@ -226,6 +226,18 @@ impl RetryPolicyBuilder {
                 format!("must be finite and at least 1, got {}", self.multiplier),
             ));
         }
+        if self.total_deadline.is_some_and(|d| d > MAX_RETRY_AFTER) {
+            return Err(ConfigError::new(
+                "total_deadline",
+                "must be at most one year (use None for no deadline)",
+            ));
+        }
+        if self.attempt_timeout.is_some_and(|d| d > MAX_RETRY_AFTER) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be at most one year (use None for the driver's default)",
+            ));
+        }
         if self.total_deadline.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
                 "total_deadline",

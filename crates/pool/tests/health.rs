@@ -590,3 +590,34 @@ async fn a_probe_dropped_mid_round_is_not_counted() {
     let st = pool.stats();
     assert_eq!((st.probes, st.probe_failures), (0, 0));
 }
+
+/// Durations that would overflow `Instant + Duration` on a later code path
+/// (a panic inside the request or the checker task) are refused up front.
+#[test]
+fn durations_beyond_a_year_are_config_errors() {
+    let huge = Duration::MAX;
+    assert!(RetryPolicy::builder().total_deadline(huge).build().is_err());
+    assert!(
+        RetryPolicy::builder()
+            .attempt_timeout(huge)
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthCheck::builder(["http://127.0.0.1:1"], huge)
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthCheck::builder(["http://127.0.0.1:1"], Duration::from_secs(1))
+            .timeout(huge)
+            .build()
+            .is_err()
+    );
+    assert!(OutlierDetection::new(3, huge).is_err());
+    let od = OutlierDetection::new(3, Duration::from_secs(30)).unwrap();
+    assert!(od.clone().with_max_cool_down(huge).is_err());
+    // The default cap (10 × cool-down) stays within a year too.
+    let long = OutlierDetection::new(3, Duration::from_secs(300 * 24 * 3600)).unwrap();
+    assert!(long.max_cool_down() <= httpclient_core::MAX_RETRY_AFTER);
+}

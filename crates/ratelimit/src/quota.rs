@@ -229,7 +229,7 @@ impl Quota {
     /// quota: `burst + ⌊window / period⌋`. Handy for asserting conformance.
     pub fn max_in_window(&self, window: Duration) -> u64 {
         let w = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        u64::from(self.burst) + w / self.period_ns
+        u64::from(self.burst).saturating_add(w / self.period_ns)
     }
 }
 
