@@ -101,9 +101,13 @@ async fn cancel_and_stop_every_layer(kind: Kind) {
             .await
             .unwrap_or_else(|_| panic!("{label}: batch shutdown drains promptly"));
         assert!(stopping.elapsed() < PROMPT, "{label}");
+        let checker_gone = Instant::now();
+        while pool.health_checker_running() && checker_gone.elapsed() < PROMPT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(
             !pool.health_checker_running(),
-            "{label}: stop ends the checker"
+            "{label}: stop ends the checker task"
         );
 
         // Partial results, each input accounted for exactly once.

@@ -335,7 +335,9 @@ impl<D: Driver> ConnectionPool<D> {
     #[doc(alias = "Stop")]
     pub fn stop(&self) {
         self.shared.token.cancel();
-        if let Some(c) = lock(&self.checker).take() {
+        // Abort but keep the handle, so `health_checker_running` reports
+        // whether the task has really ended rather than that we forgot it.
+        if let Some(c) = lock(&self.checker).as_ref() {
             c.handle.abort();
         }
         *lock(&self.shared.health_summary) = None;
