@@ -101,7 +101,9 @@ async fn cancelling_mid_run_closes_every_connection_and_leaks_no_descriptor() {
     .await
     .expect("bounded in time");
     assert!(
-        cancelled_at.elapsed() < Duration::from_secs(2),
+        // Generous for a loaded 2-core CI machine; the never-answering
+        // route would otherwise hold the batch for its 30 s bound.
+        cancelled_at.elapsed() < Duration::from_secs(5),
         "the batch returned promptly after the cancel"
     );
     assert_eq!(result.len(), 200);

@@ -173,7 +173,9 @@ async fn health_follows_a_real_server_stopped_and_restarted_on_the_same_port() {
     let err = pool.send(base.as_str()).await.unwrap_err();
     assert!(matches!(err, Error::UnhealthyHost { .. }), "{err:?}");
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        // Far below any connect or request timeout (seconds), with room for
+        // a loaded 2-core CI machine.
+        started.elapsed() < Duration::from_secs(2),
         "no connect attempt, no timeout"
     );
 
