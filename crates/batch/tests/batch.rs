@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{index_of, ms, secs, slow_mock, urls};
@@ -659,7 +658,6 @@ async fn result_helpers_agree_with_the_items() {
     assert_eq!(responses.len(), 4);
     assert!(responses[2].is_none());
     assert_eq!(responses[1].as_ref().unwrap().status(), 503);
-    let _ = Arc::new(());
 }
 
 /// Answers at once and cancels `token` on its 10th call: a batch over it

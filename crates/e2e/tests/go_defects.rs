@@ -831,7 +831,10 @@ fn d12d_finished_responses_keep_their_bodies_and_free_their_connections() {
             .unwrap();
         let urls = (0..400).map(|i| server.url(&format!("/d/{i}?body_size=65536&delay_ms=5")));
         let (result, ()) = tokio::join!(exec.execute_batch_with(urls, options), async {
-            common::eventually(Duration::from_secs(30), || server.stats().requests >= 40).await;
+            assert!(
+                common::eventually(Duration::from_secs(30), || server.stats().requests >= 40).await,
+                "40 requests reached the server before the cancel"
+            );
             token.cancel();
         });
         assert!(

@@ -88,6 +88,7 @@ proptest! {
             let results = futures_util::future::join_all((0..n).map(|i| pool.send(format!("http://h/{i}")))).await;
             let st = pool.stats();
             prop_assert_eq!(results.len(), n);
+            prop_assert_eq!(st.requests, n as u64);
             prop_assert_eq!(st.attempts, mock.call_count());
             let bound = n as f64 * (1.0 + ratio) + budget.reserve() as f64;
             prop_assert!(st.attempts as f64 <= bound, "{} > {}", st.attempts, bound);

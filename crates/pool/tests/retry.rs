@@ -289,10 +289,10 @@ async fn a_retryable_status_to_a_post_is_returned_unless_marked_safe() {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_that_cannot_be_replayed_is_never_retried() {
-    for behavior in [
-        Behavior::refused(),
-        Behavior::reset(),
-        Behavior::status(503),
+    for (behavior, expected) in [
+        (Behavior::refused(), "connect_refused"),
+        (Behavior::reset(), "reset_before_response"),
+        (Behavior::status(503), "503"),
     ] {
         let mock = MockDriver::new().default_behavior(behavior);
         let pool = pool_with(&mock, RetryPolicy::default());
@@ -301,7 +301,12 @@ async fn a_body_that_cannot_be_replayed_is_never_retried() {
             .body(RequestBody::from_stream(stream))
             .build()
             .unwrap();
-        let _ = pool.execute(req).await;
+        // The first attempt's own outcome comes back, unwrapped.
+        let got = match pool.execute(req).await {
+            Ok(resp) => resp.status().as_str().to_string(),
+            Err(e) => e.kind_name().to_string(),
+        };
+        assert_eq!(got, expected);
         assert_eq!(mock.call_count(), 1);
     }
 }
