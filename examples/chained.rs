@@ -147,6 +147,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // (500 ms) is the one that bounds each attempt.
     let driver = ReqwestDriver::builder()
         .timeout(Duration::from_secs(10))
+        .count_connections(true)
         .build()?;
 
     let chain = if config.go_order {

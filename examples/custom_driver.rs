@@ -74,7 +74,11 @@ async fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         .to_string();
 
     // The key goes to the target's host and nowhere else.
-    let driver = ApiKeyDriver::new(ReqwestDriver::new()?, &key, [host.clone()])?;
+    let driver = ApiKeyDriver::new(
+        ReqwestDriver::builder().count_connections(true).build()?,
+        &key,
+        [host.clone()],
+    )?;
 
     println!("custom_driver — ApiKeyDriver<ReqwestDriver>");
     println!("target   {}", target.describe());

@@ -67,7 +67,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Quota::per_second(cli.get("rate", cli.pick(10.0, 40.0)))?.burst(cli.get("burst", 5))?;
     let target = target_or_embedded(cli.target.as_deref()).await?;
 
-    let limiter = RateLimitedExecutor::new(ReqwestDriver::new()?, quota);
+    let limiter = RateLimitedExecutor::new(
+        ReqwestDriver::builder().count_connections(true).build()?,
+        quota,
+    );
 
     println!("rate_limited — RateLimitedExecutor<ReqwestDriver>");
     println!("target   {}", target.describe());

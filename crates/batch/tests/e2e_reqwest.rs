@@ -13,6 +13,7 @@ fn driver() -> ReqwestDriver {
     ReqwestDriver::builder()
         .timeout(Duration::from_secs(20))
         .connect_timeout(Duration::from_secs(5))
+        .count_connections(true)
         .build()
         .unwrap()
 }

@@ -7,8 +7,11 @@
 //! one to a shared counter when it resolves `Ok`, i.e. when a TCP connection
 //! (plus its TLS session, for `https`) is established and handed to the
 //! pool. Reused keep-alive connections never reach the connector, so the
-//! counter is exactly "connections opened". It costs one relaxed atomic
-//! increment per new connection and nothing per request.
+//! counter is exactly "connections opened". The counting itself is one
+//! relaxed atomic increment per new connection, but the layer is not free
+//! per request: reqwest boxes it and hyper-util clones the connector stack
+//! for every request, so it is opt-in
+//! (`ReqwestDriverBuilder::count_connections`).
 
 use std::future::Future;
 use std::pin::Pin;

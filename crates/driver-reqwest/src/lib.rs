@@ -16,13 +16,14 @@
 //! * **Bodies read inside `execute`**, bounded by a limit, so a batch that
 //!   holds ten thousand responses holds no connection; opt into a stream
 //!   per request with `stream_response`.
-//! * **Real connection counts.** A tower layer on reqwest's connector counts
-//!   every connection established, so [`Driver::connections_opened`] is
-//!   exact (`Some(n)`) — for a driver this crate built. Around your own
-//!   client ([`ReqwestDriver::from_client`]) it is `None`: never a guess.
-//!   The layer has a small per-request cost (reqwest boxes connector
-//!   layers and clones the connector per request); turn it off with
-//!   [`ReqwestDriverBuilder::count_connections`] if you never read it.
+//! * **Real connection counts, when asked for.** With
+//!   [`ReqwestDriverBuilder::count_connections`]`(true)` a tower layer on
+//!   reqwest's connector counts every connection established, so
+//!   [`Driver::connections_opened`] is exact (`Some(n)`). It is off by
+//!   default — the layer costs a few allocations per request because
+//!   reqwest boxes connector layers and clones the connector per request —
+//!   and then, as around your own client
+//!   ([`ReqwestDriver::from_client`]), the count is `None`: never a guess.
 //!
 //! ## Defaults
 //!
@@ -38,7 +39,7 @@
 //! | idle connections per host | unbounded (reqwest's default) |
 //! | `User-Agent` (when the request has none) | [`DEFAULT_USER_AGENT`] |
 //! | retries | none |
-//! | connection counting | on ([`ReqwestDriverBuilder::count_connections`]) |
+//! | connection counting | off ([`ReqwestDriverBuilder::count_connections`]) |
 //! | TLS | rustls with the aws-lc-rs provider, the platform's root store |
 //! | HTTP version | HTTP/1.1; HTTP/2 with the `http2` feature (ALPN, or prior knowledge) |
 //!
@@ -66,6 +67,7 @@
 //! let driver = ReqwestDriver::builder()
 //!     .timeout(Duration::from_secs(10))
 //!     .max_body_bytes(1 << 20)
+//!     .count_connections(true)
 //!     .build()?;
 //! let resp = driver
 //!     .send(Request::get("http://127.0.0.1:8080/items").timeout(Duration::from_secs(2)))

@@ -1,7 +1,8 @@
 //! The public driver conformance suite, run against `ReqwestDriver`: one
 //! test per behaviour (see `httpclient_conformance::checks`), once as built
-//! by default and once with connection counting off (the connector layer
-//! must change nothing but the count).
+//! by default (connection counting off) and once with connection counting
+//! on (the connector layer must change nothing but the count, and the
+//! keep-alive check then compares the count with the server's).
 
 use httpclient_conformance::ConformanceConfig;
 use httpclient_driver_reqwest::ReqwestDriver;
@@ -14,7 +15,7 @@ httpclient_conformance::conformance_tests!(|cfg: ConformanceConfig| {
         .build()
 });
 
-mod without_connection_counting {
+mod with_connection_counting {
     use super::*;
 
     httpclient_conformance::conformance_tests!(|cfg: ConformanceConfig| {
@@ -22,7 +23,7 @@ mod without_connection_counting {
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             .max_body_bytes(cfg.max_body_bytes)
-            .count_connections(false)
+            .count_connections(true)
             .build()
     });
 }

@@ -60,11 +60,18 @@ fn defaults_are_the_documented_ones() {
     let d = ReqwestDriver::new().expect("default driver");
     assert_eq!(d.default_timeout(), Some(DEFAULT_TIMEOUT));
     assert_eq!(d.max_body_bytes(), Some(DEFAULT_MAX_BODY_BYTES));
-    assert_eq!(d.connections_opened(), Some(0));
+    assert_eq!(d.connections_opened(), None, "counting is opt-in");
+    let counted = ReqwestDriver::builder()
+        .count_connections(true)
+        .build()
+        .unwrap();
+    assert_eq!(counted.connections_opened(), Some(0));
     let unlimited = ReqwestDriver::builder().no_body_limit().build().unwrap();
     assert_eq!(unlimited.max_body_bytes(), None);
-    let dbg = format!("{d:?}");
+    let dbg = format!("{counted:?}");
     assert!(dbg.contains("connections_opened: Some(0)"), "{dbg}");
+    let dbg = format!("{d:?}");
+    assert!(dbg.contains("connections_opened: None"), "{dbg}");
 }
 
 #[test]
@@ -170,7 +177,10 @@ async fn build_with_client_applies_timeout_and_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_counted_exactly() {
     let srv = TestServer::start().await.unwrap();
-    let d = ReqwestDriver::new().unwrap();
+    let d = ReqwestDriver::builder()
+        .count_connections(true)
+        .build()
+        .unwrap();
     for _ in 0..5 {
         d.send(srv.url("/x").as_str()).await.unwrap();
     }
@@ -197,16 +207,20 @@ async fn connections_are_counted_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counting_can_be_turned_off() {
+async fn counting_is_off_by_default_and_can_be_turned_off() {
     let srv = TestServer::start().await.unwrap();
-    let d = ReqwestDriver::builder()
-        .count_connections(false)
-        .build()
-        .unwrap();
-    assert_eq!(d.connections_opened(), None);
-    let r = d.send(srv.url("/x").as_str()).await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(d.connections_opened(), None);
+    for d in [
+        ReqwestDriver::new().unwrap(),
+        ReqwestDriver::builder()
+            .count_connections(false)
+            .build()
+            .unwrap(),
+    ] {
+        assert_eq!(d.connections_opened(), None);
+        let r = d.send(srv.url("/x").as_str()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(d.connections_opened(), None);
+    }
     assert_eq!(
         config_field(
             ReqwestDriver::builder()
@@ -222,6 +236,7 @@ async fn no_idle_pool_means_one_connection_per_request() {
     let srv = TestServer::start().await.unwrap();
     let d = ReqwestDriver::builder()
         .max_idle_per_host(0)
+        .count_connections(true)
         .build()
         .unwrap();
     for _ in 0..3 {

@@ -36,8 +36,15 @@ fn headers_reach_the_server_and_the_tally_is_true() {
         let server = batchclient_examples::TestServer::start()
             .await
             .expect("server");
-        let driver = ApiKeyDriver::new(ReqwestDriver::new().expect("driver"), "k-1", ["127.0.0.1"])
-            .expect("api key driver");
+        let driver = ApiKeyDriver::new(
+            ReqwestDriver::builder()
+                .count_connections(true)
+                .build()
+                .expect("driver"),
+            "k-1",
+            ["127.0.0.1"],
+        )
+        .expect("api key driver");
         let resp = driver.send(server.url("/echo")).await.expect("echo");
         assert_eq!(resp.headers()["x-echo-x-api-key"], "k-1");
         let id = resp.headers()["x-echo-x-request-id"]

@@ -18,6 +18,7 @@ fn driver() -> ReqwestDriver {
     ReqwestDriver::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(2))
+        .count_connections(true)
         .build()
         .unwrap()
 }

@@ -24,7 +24,12 @@ pub enum Kind {
 /// A boxed real driver, so one generic scenario runs on both.
 pub fn driver(kind: Kind) -> Box<dyn Driver> {
     match kind {
-        Kind::Reqwest => Box::new(ReqwestDriver::new().expect("reqwest driver builds")),
+        Kind::Reqwest => Box::new(
+            ReqwestDriver::builder()
+                .count_connections(true)
+                .build()
+                .expect("reqwest driver builds"),
+        ),
         Kind::Isahc => Box::new(IsahcDriver::new().expect("isahc driver builds")),
     }
 }
