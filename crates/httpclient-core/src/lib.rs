@@ -62,7 +62,8 @@ pub use error::{
 };
 pub use origin::{Origin, Scheme};
 pub use request::{
-    BodyStream, IntoRequest, Request, RequestBody, RequestBuilder, RequestOptions, request,
+    BodyStream, IntoRequest, Request, RequestBody, RequestBuilder, RequestOptions, RequestParts,
+    request,
 };
 pub use response::{Response, ResponseBody, ResponseStream};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, retry_after_from_headers};

@@ -56,6 +56,15 @@ impl Origin {
     /// [`Error::InvalidRequest`] when the URI has no scheme, a scheme other
     /// than http/https, or no host.
     pub fn from_uri(uri: &Uri) -> Result<Origin, Error> {
+        let (scheme, host) = Origin::check(uri)?;
+        Ok(Origin::from_checked(uri, scheme, host))
+    }
+
+    /// Validate `uri` as an origin source without allocating: the scheme
+    /// (http/https, any case) and a non-empty host. The errors are the ones
+    /// [`Origin::from_uri`] reports; [`Request`](crate::Request) runs this
+    /// when it is built and makes the `Origin` itself only when asked.
+    pub(crate) fn check(uri: &Uri) -> Result<(Scheme, &str), Error> {
         let scheme = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => Scheme::Http,
             Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
@@ -70,19 +79,24 @@ impl Origin {
                 )));
             }
         };
-        let host = match uri.host() {
-            Some(h) if !h.is_empty() => h,
-            _ => return Err(Error::invalid_request(format!("URL `{uri}` has no host"))),
-        };
+        match uri.host() {
+            Some(h) if !h.is_empty() => Ok((scheme, h)),
+            _ => Err(Error::invalid_request(format!("URL `{uri}` has no host"))),
+        }
+    }
+
+    /// The origin of a URI [`Origin::check`] accepted, as `(scheme, host)`.
+    pub(crate) fn from_checked(uri: &Uri, scheme: Scheme, host: &str) -> Origin {
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         // Hosts are almost always lower case already: skip the extra copy
-        // then (this runs once per request on the hot path).
+        // then (this runs for most requests that go through a per-host
+        // layer).
         let host: Arc<str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             Arc::from(host.to_ascii_lowercase())
         } else {
             Arc::from(host)
         };
-        Ok(Origin { scheme, host, port })
+        Origin { scheme, host, port }
     }
 
     /// Parse a URL (with or without a path) and take its origin.

@@ -12,10 +12,18 @@
 //! layer) accepts [`IntoRequest`]: a request, a builder, a `Result`, or a URL
 //! string. A build failure then lands in that input's own result slot instead
 //! of aborting the whole batch.
+//!
+//! Building sits on every request's hot path, so it does only what
+//! validation needs: the URL is parsed once, and its scheme and host are
+//! checked without allocating. The [`Origin`] (an `Arc<str>` host) is made
+//! the first time a layer asks for it ([`Request::origin`]) and kept, so a
+//! bare driver never pays for it. A driver takes the request apart with
+//! [`Request::into_parts`] and moves the URI, headers and body on instead of
+//! cloning them.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +31,7 @@ use futures_core::Stream;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Extensions, Method, Uri};
 
-use crate::{Error, Origin};
+use crate::{Error, Origin, Scheme};
 
 /// A stream of body chunks for a request that cannot be buffered.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, crate::BoxError>> + Send>>;
@@ -60,6 +68,26 @@ impl RequestBody {
         match &self.inner {
             BodyInner::Bytes(b) => Some(b),
             BodyInner::Stream(_) => None,
+        }
+    }
+
+    /// The bytes of a buffered body, moved out (no reference-count or
+    /// promotion cost, unlike cloning [`as_bytes`](Self::as_bytes)); a
+    /// streaming body is handed back unchanged, for
+    /// [`take_stream`](Self::take_stream).
+    ///
+    /// ```
+    /// use httpclient_core::RequestBody;
+    /// let body = RequestBody::from(String::from("abc"));
+    /// assert_eq!(body.into_bytes().unwrap(), "abc");
+    /// ```
+    ///
+    /// # Errors
+    /// The body itself when it is a stream.
+    pub fn into_bytes(self) -> Result<Bytes, RequestBody> {
+        match self.inner {
+            BodyInner::Bytes(b) => Ok(b),
+            inner @ BodyInner::Stream(_) => Err(RequestBody { inner }),
         }
     }
 
@@ -128,11 +156,14 @@ pub struct RequestOptions {
     pub stream_response: bool,
 }
 
-/// An HTTP request, validated, with its [`Origin`] worked out once.
+/// An HTTP request, validated, with its [`Origin`] worked out once (when
+/// first asked for).
 pub struct Request {
     method: Method,
     uri: Uri,
-    origin: Origin,
+    /// Checked when built, so the lazy origin cannot fail.
+    scheme: Scheme,
+    origin: OnceLock<Origin>,
     headers: HeaderMap,
     body: RequestBody,
     options: RequestOptions,
@@ -189,11 +220,12 @@ impl Request {
     /// [`Error::InvalidRequest`] for a relative or non-http(s) URI.
     pub fn from_http<B: Into<Bytes>>(req: http::Request<B>) -> Result<Request, Error> {
         let (parts, body) = req.into_parts();
-        let origin = Origin::from_uri(&parts.uri)?;
+        let (scheme, _) = Origin::check(&parts.uri)?;
         Ok(Request {
             method: parts.method,
             uri: parts.uri,
-            origin,
+            scheme,
+            origin: OnceLock::new(),
             headers: parts.headers,
             body: RequestBody::from(body.into()),
             options: RequestOptions::default(),
@@ -210,8 +242,16 @@ impl Request {
         &self.uri
     }
     /// Scheme + host + port: the key for per-host limits and health.
+    ///
+    /// Made on the first call and kept (the request was validated when it
+    /// was built, so this cannot fail); copies made by
+    /// [`try_clone`](Self::try_clone) afterwards share it.
     pub fn origin(&self) -> &Origin {
-        &self.origin
+        self.origin.get_or_init(|| {
+            // `build` checked that the URI has a non-empty host.
+            let host = self.uri.host().unwrap_or_default();
+            Origin::from_checked(&self.uri, self.scheme, host)
+        })
     }
     /// The headers.
     pub fn headers(&self) -> &HeaderMap {
@@ -268,6 +308,7 @@ impl Request {
         Some(Request {
             method: self.method.clone(),
             uri: self.uri.clone(),
+            scheme: self.scheme,
             origin: self.origin.clone(),
             headers: self.headers.clone(),
             body: self.body.try_clone()?,
@@ -280,6 +321,57 @@ impl Request {
     pub fn set_body(&mut self, body: RequestBody) {
         self.body = body;
     }
+
+    /// Take the request apart, moving every piece out: what a driver does
+    /// to turn it into its own client's request without cloning the URI,
+    /// the headers or the body (cloning a [`Bytes`] that came from a `Vec`
+    /// or `String` allocates).
+    ///
+    /// ```
+    /// use httpclient_core::Request;
+    /// let req = Request::post("http://127.0.0.1:8080/submit?x=1")
+    ///     .header("x-id", "7")
+    ///     .body(String::from("payload"))
+    ///     .build()
+    ///     .unwrap();
+    /// let parts = req.into_parts();
+    /// assert_eq!(parts.method, "POST");
+    /// assert_eq!(parts.uri.path(), "/submit");
+    /// assert_eq!(parts.headers["x-id"], "7");
+    /// assert_eq!(parts.body.into_bytes().unwrap(), "payload");
+    /// ```
+    pub fn into_parts(self) -> RequestParts {
+        RequestParts {
+            method: self.method,
+            uri: self.uri,
+            headers: self.headers,
+            body: self.body,
+            options: self.options,
+            extensions: self.extensions,
+        }
+    }
+}
+
+/// A [`Request`] taken apart by [`Request::into_parts`]: owned pieces a
+/// driver moves into its client's request. The URI is the validated,
+/// absolute http(s) one the request was built with; the [`Origin`] is not
+/// included (it is derived from the URI: [`Origin::from_uri`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RequestParts {
+    /// The method.
+    pub method: Method,
+    /// The absolute `http`/`https` URI.
+    pub uri: Uri,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body: bytes ([`RequestBody::into_bytes`]) or a one-shot stream
+    /// ([`RequestBody::take_stream`]).
+    pub body: RequestBody,
+    /// The per-request options (timeout, streaming, ...).
+    pub options: RequestOptions,
+    /// Typed values layers attached.
+    pub extensions: Extensions,
 }
 
 impl fmt::Debug for Request {
@@ -304,11 +396,12 @@ pub struct RequestBuilder {
 impl RequestBuilder {
     fn new(method: Method, url: &str) -> Self {
         let result = parse_url(url).and_then(|uri| {
-            let origin = Origin::from_uri(&uri)?;
+            let (scheme, _) = Origin::check(&uri)?;
             Ok(Request {
                 method,
                 uri,
-                origin,
+                scheme,
+                origin: OnceLock::new(),
                 headers: HeaderMap::new(),
                 body: RequestBody::empty(),
                 options: RequestOptions::default(),
@@ -589,6 +682,85 @@ mod tests {
         assert!(Request::get("http://a/").into_request().is_ok());
         let r: Result<Request, Error> = Err(Error::invalid_request("x"));
         assert!(r.into_request().is_err());
+    }
+
+    #[test]
+    fn into_parts_moves_every_piece() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Mark(u8);
+        let req = Request::put("http://h:81/p?q=1")
+            .header("x-a", "1")
+            .body(String::from("owned body"))
+            .timeout(Duration::from_millis(7))
+            .tag("t")
+            .stream_response(true)
+            .extension(Mark(3))
+            .build()
+            .unwrap();
+        let body_ptr = req.body().as_bytes().unwrap().as_ptr();
+        let parts = req.into_parts();
+        assert_eq!(parts.method, Method::PUT);
+        assert_eq!(parts.uri, "http://h:81/p?q=1");
+        assert_eq!(parts.headers["x-a"], "1");
+        assert_eq!(parts.options.timeout, Some(Duration::from_millis(7)));
+        assert_eq!(parts.options.tag.as_deref(), Some("t"));
+        assert!(parts.options.stream_response);
+        assert_eq!(parts.extensions.get::<Mark>(), Some(&Mark(3)));
+        let bytes = parts.body.into_bytes().unwrap();
+        assert_eq!(bytes, "owned body");
+        assert_eq!(bytes.as_ptr(), body_ptr, "moved, not copied");
+
+        let stream: BodyStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from("x"))]));
+        let streamed = Request::post("http://h/")
+            .body(RequestBody::from_stream(stream))
+            .build()
+            .unwrap()
+            .into_parts();
+        let body = streamed.body.into_bytes().unwrap_err();
+        assert!(body.take_stream().is_some(), "a stream comes back intact");
+    }
+
+    #[test]
+    fn origin_is_made_on_first_use_and_shared_by_copies() {
+        let req = Request::get("HTTP://Example.COM/x").build().unwrap();
+        assert!(req.origin.get().is_none(), "not made while building");
+        let origin = req.origin();
+        assert_eq!(origin, &Origin::parse("http://example.com:80").unwrap());
+        assert_eq!(origin.host(), "example.com");
+        assert_eq!(origin.scheme(), Scheme::Http);
+        assert!(std::ptr::eq(origin, req.origin()), "made once");
+        let copy = req.try_clone().unwrap();
+        assert_eq!(copy.origin(), origin);
+        assert!(
+            std::ptr::eq(copy.origin().host(), origin.host()),
+            "shared host"
+        );
+        // The same origin as `Origin::from_uri` for every accepted form.
+        for url in [
+            "https://h",
+            "https://H:443/x",
+            "http://[::1]:9000/x",
+            "http://u@h:1/p",
+        ] {
+            let req = Request::get(url).build().unwrap();
+            assert_eq!(req.origin(), &Origin::from_uri(req.uri()).unwrap(), "{url}");
+        }
+        let fresh = Request::from_http(
+            http::Request::builder()
+                .uri("https://Z/")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(fresh.origin().to_string(), "https://z");
+    }
+
+    #[test]
+    fn requests_and_parts_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Request>();
+        send_sync::<RequestParts>();
+        send_sync::<RequestBuilder>();
     }
 
     #[test]
