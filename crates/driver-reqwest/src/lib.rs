@@ -97,7 +97,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use http::{Method, StatusCode, Uri};
-use httpclient_core::{Driver, Error, Request, Response, ResponseStream, async_trait};
+use httpclient_core::{
+    Driver, Error, Request, RequestBody, RequestParts, Response, ResponseStream, async_trait,
+};
 
 pub use builder::{RedirectPolicy, ReqwestDriverBuilder};
 /// The reqwest this driver is built on, for [`ReqwestDriver::from_client`].
@@ -214,50 +216,95 @@ impl ReqwestDriver {
         self.settings.max_body_bytes
     }
 
-    /// Turn a core request into a reqwest one, moving headers and body.
+    /// Turn a core request's parts into a reqwest request, moving the
+    /// headers and body; the URI is only read (it becomes the response's
+    /// final URL when no redirect happened).
     fn to_reqwest(
-        &self,
-        mut request: Request,
+        method: Method,
+        uri: &Uri,
+        headers: http::HeaderMap,
+        body: RequestBody,
         timeout: Option<Duration>,
-    ) -> Result<(reqwest::Request, Uri, String), Error> {
-        let uri = request.uri().clone();
-        let uri_string = uri_to_string(&uri);
-        let url = reqwest::Url::parse(&uri_string).map_err(|e| Error::InvalidRequest {
-            reason: format!("reqwest cannot use the URL `{uri_string}`"),
-            source: Some(Box::new(e)),
+    ) -> Result<reqwest::Request, Error> {
+        let url = with_url_str(uri, |url| {
+            reqwest::Url::parse(url).map_err(|e| Error::InvalidRequest {
+                reason: format!("reqwest cannot use the URL `{url}`"),
+                source: Some(Box::new(e)),
+            })
         })?;
-        let mut req = reqwest::Request::new(request.method().clone(), url);
-        *req.headers_mut() = std::mem::take(request.headers_mut());
+        let explicit_empty = needs_explicit_empty_body(&method);
+        let mut req = reqwest::Request::new(method, url);
+        *req.headers_mut() = headers;
         *req.timeout_mut() = timeout;
-        let body = request.body();
-        if let Some(bytes) = body.as_bytes() {
-            if !bytes.is_empty() || needs_explicit_empty_body(request.method()) {
-                *req.body_mut() = Some(reqwest::Body::from(bytes.clone()));
+        match body.into_bytes() {
+            Ok(bytes) => {
+                if !bytes.is_empty() || explicit_empty {
+                    *req.body_mut() = Some(reqwest::Body::from(bytes));
+                }
             }
-        } else if let Some(stream) = body.take_stream() {
-            *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-        } else {
-            return Err(Error::invalid_request(
-                "the request's streaming body was already taken (a streamed request can be sent once)",
-            ));
+            Err(body) => match body.take_stream() {
+                Some(stream) => *req.body_mut() = Some(reqwest::Body::wrap_stream(stream)),
+                None => {
+                    return Err(Error::invalid_request(
+                        "the request's streaming body was already taken (a streamed request can be sent once)",
+                    ));
+                }
+            },
         }
-        Ok((req, uri, uri_string))
+        Ok(req)
     }
 }
 
-/// `scheme://authority/path?query` of an absolute URI. `Uri`'s `Display`
-/// goes through the formatting machinery and costs more than the rest of
-/// the conversion; plain string pushes cost almost nothing.
-fn uri_to_string(uri: &Uri) -> String {
+/// URLs up to this long are assembled on the stack for `Url::parse`.
+const URL_STACK_BYTES: usize = 256;
+
+/// The `(scheme, authority, path?query)` pieces of an absolute URI, which
+/// concatenated with `://` after the scheme are its string form.
+fn uri_pieces(uri: &Uri) -> (&str, &str, &str) {
     let scheme = uri.scheme_str().unwrap_or("http");
     let authority = uri.authority().map_or("", |a| a.as_str());
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut s = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
-    s.push_str(scheme);
-    s.push_str("://");
-    s.push_str(authority);
-    s.push_str(path);
-    s
+    (scheme, authority, path)
+}
+
+/// Calls `f` with `scheme://authority/path?query` of an absolute URI.
+///
+/// `Uri`'s `Display` goes through the formatting machinery and costs more
+/// than the rest of the conversion, and a `String` is a heap allocation per
+/// request that `Url::parse` (which makes its own copy) drops at once; so
+/// the pieces are copied into a stack buffer, and only a URL longer than
+/// [`URL_STACK_BYTES`] goes to the heap. Safe code throughout: the buffer is
+/// turned back into a `&str` with a UTF-8 check (cheap for these few bytes,
+/// and it cannot fail as every piece is a `&str`).
+fn with_url_str<T>(uri: &Uri, f: impl FnOnce(&str) -> Result<T, Error>) -> Result<T, Error> {
+    let (scheme, authority, path) = uri_pieces(uri);
+    let len = scheme.len() + 3 + authority.len() + path.len();
+    if len > URL_STACK_BYTES {
+        let mut s = String::with_capacity(len);
+        for piece in [scheme, "://", authority, path] {
+            s.push_str(piece);
+        }
+        return f(&s);
+    }
+    let mut buf = [0u8; URL_STACK_BYTES];
+    let mut at = 0;
+    for piece in [scheme, "://", authority, path] {
+        buf[at..at + piece.len()].copy_from_slice(piece.as_bytes());
+        at += piece.len();
+    }
+    let url = std::str::from_utf8(&buf[..at])
+        .map_err(|_| Error::invalid_request("the URL is not valid UTF-8"))?;
+    f(url)
+}
+
+/// Whether `url` is exactly the string form of `uri`, compared piece by
+/// piece without building that string.
+fn is_same_url(uri: &Uri, url: &str) -> bool {
+    let (scheme, authority, path) = uri_pieces(uri);
+    url.strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .and_then(|rest| rest.strip_prefix(authority))
+        == Some(path)
 }
 
 /// A `POST`/`PUT`/`PATCH` with an empty body still says
@@ -266,10 +313,10 @@ fn needs_explicit_empty_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-/// Whether a response to `method` with `status` carries a body at all.
-fn has_body(method: &Method, status: StatusCode) -> bool {
-    *method != Method::HEAD
-        && !status.is_informational()
+/// Whether a response (to anything but `HEAD`) with `status` carries a
+/// body at all.
+fn has_body(status: StatusCode) -> bool {
+    !status.is_informational()
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::NOT_MODIFIED
 }
@@ -333,8 +380,17 @@ impl Driver for ReqwestDriver {
             connect_timeout: self.settings.connect_timeout,
             timeout,
         };
-        let method = request.method().clone();
-        let (req, uri, uri_string) = self.to_reqwest(request, timeout)?;
+        let RequestParts {
+            method,
+            uri,
+            headers,
+            body,
+            ..
+        } = request.into_parts();
+        // Only HEAD matters after the exchange (see `has_body`); comparing
+        // now lets the method move into the reqwest request.
+        let is_head = method == Method::HEAD;
+        let req = Self::to_reqwest(method, &uri, headers, body, timeout)?;
 
         let mut resp = self
             .client
@@ -345,7 +401,8 @@ impl Driver for ReqwestDriver {
         let status = resp.status();
         let version = resp.version();
         let headers = std::mem::take(resp.headers_mut());
-        let final_url = if resp.url().as_str() == uri_string {
+        // No redirect (the usual case): the request's own URI, moved.
+        let final_url = if is_same_url(&uri, resp.url().as_str()) {
             Some(uri)
         } else {
             resp.url().as_str().parse::<Uri>().ok()
@@ -370,7 +427,7 @@ impl Driver for ReqwestDriver {
         // so hyper sees the exchange finished and pools the connection; but
         // never judge it by the `Content-Length`, which describes the
         // resource, not this message.
-        let precheck = has_body(&method, status);
+        let precheck = !is_head && has_body(status);
         let body = read_body(&mut resp, self.settings.max_body_bytes, precheck, limits).await?;
         Ok(response.with_body(body).with_elapsed(started.elapsed()))
     }
@@ -389,15 +446,27 @@ mod tests {
 
     #[test]
     fn uri_strings_match_display() {
+        let long = format!("http://h/{}", "x".repeat(URL_STACK_BYTES));
         for u in [
             "http://127.0.0.1:8080/x?y=1",
             "https://Example.com/",
             "http://h",
             "http://user@h:1/p/q?a=b&c",
             "https://[::1]:443/z",
+            "http://h/caf%C3%A9?q=%20",
+            &long,
         ] {
             let uri: Uri = u.parse().unwrap();
-            assert_eq!(uri_to_string(&uri), uri.to_string(), "{u}");
+            let display = uri.to_string();
+            let built = with_url_str(&uri, |s| Ok(s.to_owned())).unwrap();
+            assert_eq!(built, display, "{u}");
+            assert!(is_same_url(&uri, &display), "{u}");
+            assert!(!is_same_url(&uri, &format!("{display}x")), "{u}");
+            assert!(!is_same_url(&uri, &display[..display.len() - 1]), "{u}");
+        }
+        let uri: Uri = "http://a.test/p".parse().unwrap();
+        for other in ["https://a.test/p", "http://b.test/p", "http:/a.test/p", ""] {
+            assert!(!is_same_url(&uri, other), "{other}");
         }
     }
 }
