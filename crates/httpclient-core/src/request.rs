@@ -525,8 +525,42 @@ impl RequestBuilder {
     }
 }
 
+/// URLs up to this long are parsed from one allocation (see [`parse_url`]).
+const INLINE_URL_BYTES: usize = 128;
+
+/// A short URL's bytes, stored inline in the allocation `Bytes::from_owner`
+/// makes for its owner and reference count.
+struct InlineUrl {
+    len: usize,
+    buf: [u8; INLINE_URL_BYTES],
+}
+
+impl AsRef<[u8]> for InlineUrl {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Parse and copy a URL into a `Uri`, with `http`'s own parser and errors.
+///
+/// `str::parse::<Uri>` copies the text into a `Vec`-backed `Bytes`, and the
+/// parser's first split turns that into a shared buffer: two allocations
+/// per request. A short URL is copied instead into an owner that carries
+/// its bytes inline, so the buffer and its reference count are one
+/// allocation (and later `Uri` clones are a reference-count increment).
 fn parse_url(url: &str) -> Result<Uri, Error> {
-    let uri: Uri = url.trim().parse().map_err(|e| Error::InvalidRequest {
+    let trimmed = url.trim();
+    let parsed = if trimmed.len() <= INLINE_URL_BYTES {
+        let mut buf = [0u8; INLINE_URL_BYTES];
+        buf[..trimmed.len()].copy_from_slice(trimmed.as_bytes());
+        Uri::from_maybe_shared(Bytes::from_owner(InlineUrl {
+            len: trimmed.len(),
+            buf,
+        }))
+    } else {
+        trimmed.parse()
+    };
+    let uri: Uri = parsed.map_err(|e| Error::InvalidRequest {
         reason: format!("cannot parse URL `{url}`"),
         source: Some(Box::new(e)),
     })?;
@@ -761,6 +795,27 @@ mod tests {
         send_sync::<Request>();
         send_sync::<RequestParts>();
         send_sync::<RequestBuilder>();
+    }
+
+    #[test]
+    fn short_and_long_urls_parse_like_http_does() {
+        let base = "http://h.test/";
+        for len in [base.len(), 127, 128, 129, 300] {
+            let url = format!("{base}{}", "a".repeat(len - base.len()));
+            let req = Request::get(format!("  {url}\n")).build().unwrap();
+            assert_eq!(req.uri(), &url.parse::<Uri>().unwrap(), "{len}");
+            assert_eq!(req.uri().to_string(), url);
+            let copy = req.try_clone().unwrap();
+            assert_eq!(copy.uri(), req.uri());
+            let bad = format!("http://h.test/{}", " x".repeat(len / 2));
+            let err = Request::get(&bad).build().unwrap_err();
+            assert!(err.to_string().contains("cannot parse URL"), "{err}");
+            assert_eq!(
+                std::error::Error::source(&err).map(|e| e.to_string()),
+                Some(bad.trim().parse::<Uri>().unwrap_err().to_string())
+            );
+        }
+        assert!(Request::get("").build().is_err());
     }
 
     #[test]
