@@ -6,15 +6,18 @@
 //! permit, so the server never sees more than the quota.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use httpclient_core::ext::PermitWait;
-use httpclient_core::{Driver, Error, Request, Response, async_trait};
+use httpclient_core::{Driver, Error, Request, Response};
 
 use crate::Quota;
 use crate::clock::{Clock, Precision};
-use crate::limiter::{Limiter, LimiterBuilder, Permit, Spacing};
+use crate::limiter::{Acquire, Limiter, LimiterBuilder, Permit, Spacing};
 use crate::stats::LimiterStats;
 
 const LAYER: &str = "RateLimitedExecutor";
@@ -183,6 +186,17 @@ impl<D: Driver> RateLimitedExecutor<D> {
     }
 
     async fn forward(&self, request: Request, permit: Permit) -> Result<Response, Error> {
+        let mut call = self.send(request, permit);
+        let mut result = call.fut.as_mut().await;
+        if let Ok(response) = &mut result {
+            PermitWait::record(response.extensions_mut(), call.waited);
+        }
+        result
+    }
+
+    /// Hand `request` to the driver with `permit` in hand: counted as
+    /// executed and in flight until the returned call is dropped.
+    fn send(&self, request: Request, permit: Permit) -> InnerCall<'_> {
         self.executed.fetch_add(1, Ordering::Relaxed);
         // An event in the caller's span (a pool's `attempt`, if any); the
         // macro checks interest before computing anything.
@@ -191,10 +205,12 @@ impl<D: Driver> RateLimitedExecutor<D> {
             wait_ms = permit.waited().as_secs_f64() * 1000.0,
             "permit granted"
         );
-        let _guard = InFlight::enter(&self.in_flight);
-        let mut response = self.driver.execute(request).await?;
-        PermitWait::record(response.extensions_mut(), permit.waited());
-        Ok(response)
+        let in_flight = InFlight::enter(&self.in_flight);
+        InnerCall {
+            fut: self.driver.execute(request),
+            waited: permit.waited(),
+            _in_flight: in_flight,
+        }
     }
 
     /// Change the quota at run time: queued requests are rescheduled at the
@@ -250,16 +266,116 @@ impl<D: Driver> RateLimitedExecutor<D> {
     }
 }
 
-#[async_trait]
+type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+// Written out instead of `#[async_trait]`: one hand-made state machine
+// instead of an `async` body nesting the limiter's and the forwarding
+// futures (each copying the request and the response through), and an
+// uncontended permit is taken with no `Acquire` future built at all.
 impl<D: Driver> Driver for RateLimitedExecutor<D> {
-    async fn execute(&self, request: Request) -> Result<Response, Error> {
-        let permit = self.limiter.acquire().await?;
-        self.forward(request, permit).await
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(Execute {
+            exec: self,
+            request: Some(request),
+            acquire: None,
+            call: None,
+        })
     }
 
     fn connections_opened(&self) -> Option<u64> {
         self.driver.connections_opened()
     }
+}
+
+/// The driver's call for one request, with its permit's wait and its place
+/// in the in-flight gauge.
+struct InnerCall<'a> {
+    fut: BoxFuture<'a>,
+    waited: Duration,
+    _in_flight: InFlight<'a>,
+}
+
+/// The future of [`RateLimitedExecutor::execute`]: nothing happens until it
+/// is first polled (the permit is taken then, not when the future is
+/// created); dropping it while queued gives the place back, dropping it
+/// while the driver runs drops the driver's future.
+struct Execute<'a, D> {
+    exec: &'a RateLimitedExecutor<D>,
+    /// Until handed to the driver.
+    request: Option<Request>,
+    /// While waiting for a permit.
+    acquire: Option<Acquire<'a>>,
+    /// While the driver runs.
+    call: Option<InnerCall<'a>>,
+}
+
+impl<D: Driver> Future for Execute<'_, D> {
+    type Output = Result<Response, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let call = match &mut this.call {
+            Some(call) => call,
+            None => {
+                let limiter = &this.exec.limiter;
+                let granted = match &mut this.acquire {
+                    Some(acquire) => match Pin::new(acquire).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(result) => {
+                            this.acquire = None;
+                            result
+                        }
+                    },
+                    // First poll (or polled after completion: no request).
+                    None if this.request.is_none() => {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    }
+                    // Granted or refused at once with no future built; a
+                    // waiter keeps its place in `acquire`.
+                    None => match limiter.acquire_or_queue() {
+                        Ok(result) => result,
+                        Err(mut acquire) => {
+                            let polled = Pin::new(&mut acquire).poll(cx);
+                            match polled {
+                                Poll::Pending => {
+                                    this.acquire = Some(acquire);
+                                    return Poll::Pending;
+                                }
+                                Poll::Ready(result) => result,
+                            }
+                        }
+                    },
+                };
+                let (permit, request) = match (granted, this.request.take()) {
+                    (Ok(permit), Some(request)) => (permit, request),
+                    (Err(e), _) => return Poll::Ready(Err(e)),
+                    (Ok(_), None) => return Poll::Ready(Err(polled_after_completion())),
+                };
+                this.call.insert(this.exec.send(request, permit))
+            }
+        };
+        // The response is recorded in place and handed on as it came.
+        let mut out = call.fut.as_mut().poll(cx);
+        if let Poll::Ready(result) = &mut out {
+            if let Ok(response) = result {
+                PermitWait::record(response.extensions_mut(), call.waited);
+            }
+            this.call = None;
+        }
+        out
+    }
+}
+
+#[cold]
+fn polled_after_completion() -> Error {
+    Error::invalid_request("RateLimitedExecutor future polled after completion")
 }
 
 /// Counts a request in flight until dropped (also when the caller drops

@@ -419,6 +419,28 @@ impl Limiter {
         }
     }
 
+    /// The first step of [`Limiter::acquire`] without building its future:
+    /// the permit (or the refusal) when the caller need not wait, else the
+    /// future of its place in the queue. What a caller that polls
+    /// `acquire()` would get, minus the future when nothing is waited for.
+    pub(crate) fn acquire_or_queue(&self) -> Result<Result<Permit, Error>, Acquire<'_>> {
+        match self.start(None) {
+            Start::Granted(p) => Ok(Ok(p)),
+            Start::Refused(e) => Ok(Err(e)),
+            Start::Queued { id, slot, arrived } => Err(Acquire {
+                limiter: self,
+                max_wait: None,
+                state: AcquireState::Waiting(Box::new(Waiting {
+                    id,
+                    slot,
+                    arrived,
+                    sleep: None,
+                    precise: None,
+                })),
+            }),
+        }
+    }
+
     /// Wait for a permit only if its scheduled grant instant is at most
     /// `max_wait` away; otherwise fail at once with
     /// [`RateLimitReason::WouldWait`] and the `retry_after` it would have
@@ -573,7 +595,9 @@ impl Limiter {
             let mut inner = shared.lock();
             let now = shared.clock.now();
             inner.stats.requests += 1;
-            inner.advance(now, shared.spacing, &mut wake);
+            if !inner.queue.is_empty() {
+                inner.advance(now, shared.spacing, &mut wake);
+            }
             if inner.stopped {
                 inner.stats.stopped += 1;
                 Start::Refused(Error::Stopped {
