@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
-use httpclient_core::{Driver, Error, Request, Response, TimeoutPhase};
+use httpclient_core::{Driver, Error, Request, RequestParts, Response, TimeoutPhase};
 use isahc::config::{Configurable, ExpectContinue, RedirectPolicy as CurlRedirects};
 use isahc::{AsyncBody, HttpClient};
 
@@ -332,27 +332,34 @@ struct Hop {
 }
 
 impl Hop {
-    fn first(mut request: Request) -> Result<Hop, Error> {
+    fn first(request: Request) -> Result<Hop, Error> {
         // Only a request that may be applied twice lets curl rewind (and so
         // silently re-send) its body; see `body`.
         let rewindable = request.is_retry_safe();
-        let body = match (request.body().as_bytes(), request.body().take_stream()) {
-            (Some(bytes), _) if bytes.is_empty() => HopBody::Empty,
-            (Some(bytes), _) => HopBody::Bytes {
-                bytes: bytes.clone(),
-                rewindable,
+        // Moved, not cloned: cloning a `Bytes` body or the `Uri` can allocate.
+        let RequestParts {
+            method,
+            uri,
+            headers,
+            body,
+            ..
+        } = request.into_parts();
+        let body = match body.into_bytes() {
+            Ok(bytes) if bytes.is_empty() => HopBody::Empty,
+            Ok(bytes) => HopBody::Bytes { bytes, rewindable },
+            Err(body) => match body.take_stream() {
+                Some(stream) => HopBody::Stream(stream),
+                None => {
+                    return Err(Error::invalid_request(
+                        "the streaming request body was already consumed",
+                    ));
+                }
             },
-            (None, Some(stream)) => HopBody::Stream(stream),
-            (None, None) => {
-                return Err(Error::invalid_request(
-                    "the streaming request body was already consumed",
-                ));
-            }
         };
         Ok(Hop {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: std::mem::take(request.headers_mut()),
+            method,
+            uri,
+            headers,
             body,
         })
     }
