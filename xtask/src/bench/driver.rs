@@ -56,8 +56,8 @@ pub async fn driver_slice<D: Driver + ?Sized>(
 /// The plain reqwest client of the `driver/reqwest/*` baselines: exactly
 /// the client settings `ReqwestDriverBuilder::build` uses (reqwest retries
 /// off, its default connect timeout, redirect limit and user agent, no
-/// `Referer`), minus the driver's connection-counting connector layer, which
-/// is part of the driver's cost.
+/// `Referer`; connection counting is off by default, so neither side has the
+/// counting connector layer).
 pub fn reqwest_baseline_client() -> Result<reqwest::Client, BenchError> {
     use httpclient_driver_reqwest::{
         DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REDIRECTS, DEFAULT_USER_AGENT,
