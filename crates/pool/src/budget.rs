@@ -18,6 +18,8 @@
 //! deposits one; every retry withdraws one. A retry is allowed while
 //! `retries_in_window + 1 ≤ ratio × requests_in_window + min_per_sec × window_secs`.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use httpclient_core::ConfigError;
@@ -119,18 +121,37 @@ impl RetryBudget {
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     epoch: u64,
-    deposits: u64,
     withdrawals: u64,
 }
 
-/// The running state of a budget (one per pool, behind a mutex: a handful
-/// of integer operations per request).
+/// The running state of a budget (one per pool).
+///
+/// Deposits come with every request, so they take no lock: each bucket's
+/// deposits live in one `AtomicU64` holding the bucket's epoch (low 32
+/// bits of it: a bucket is at least 100 ms, so the tag repeats after more
+/// than 13 years) and its count, updated by one compare-and-swap.
+/// Withdrawals come only with retries and must check and spend at once, so
+/// they take a mutex (which deposits never wait for).
 #[derive(Debug)]
 pub(crate) struct BudgetState {
     config: RetryBudget,
     start: Instant,
     bucket_nanos: u64,
-    buckets: [Bucket; BUCKETS],
+    /// Per bucket: `epoch as u32` in the high half, deposits in the low.
+    deposits: [AtomicU64; BUCKETS],
+    withdrawals: Mutex<[Bucket; BUCKETS]>,
+}
+
+fn tag(epoch: u64) -> u32 {
+    epoch as u32 // wraps on purpose; see `BudgetState`
+}
+
+fn pack(tag: u32, count: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(count)
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
 }
 
 impl BudgetState {
@@ -142,7 +163,8 @@ impl BudgetState {
             bucket_nanos: u64::try_from(config.window.as_nanos() / BUCKETS as u128)
                 .unwrap_or(u64::MAX)
                 .max(1),
-            buckets: [Bucket::default(); BUCKETS],
+            deposits: [const { AtomicU64::new(0) }; BUCKETS],
+            withdrawals: Mutex::new([Bucket::default(); BUCKETS]),
         }
     }
 
@@ -151,43 +173,65 @@ impl BudgetState {
         u64::try_from(elapsed).unwrap_or(u64::MAX) / self.bucket_nanos
     }
 
-    fn current(&mut self, now: Instant) -> &mut Bucket {
-        let epoch = self.epoch(now);
-        let b = &mut self.buckets[(epoch % BUCKETS as u64) as usize];
-        if b.epoch != epoch {
-            *b = Bucket {
-                epoch,
-                ..Bucket::default()
-            };
-        }
-        b
-    }
-
     /// A request reached the driver.
-    pub(crate) fn deposit(&mut self, now: Instant) {
+    pub(crate) fn deposit(&self, now: Instant) {
         if self.config.unlimited {
             return;
         }
-        self.current(now).deposits += 1;
+        let epoch = self.epoch(now);
+        let tag = tag(epoch);
+        let slot = &self.deposits[(epoch % BUCKETS as u64) as usize];
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let (held, count) = unpack(current);
+            let next = if held == tag {
+                pack(tag, count.saturating_add(1))
+            } else if (tag.wrapping_sub(held) as i32) > 0 {
+                // The slot holds an older bucket: this one replaces it.
+                pack(tag, 1)
+            } else {
+                // A caller with a stale clock reading, behind a bucket that
+                // already moved on: its bucket has left the window.
+                return;
+            };
+            match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
     /// Try to spend one retry; `false` when the budget is exhausted.
-    pub(crate) fn try_withdraw(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
         if self.config.unlimited {
             return true;
         }
         let epoch = self.epoch(now);
+        let mut withdrawn = self.withdrawals.lock().unwrap_or_else(|p| p.into_inner());
         let oldest = epoch.saturating_sub(BUCKETS as u64 - 1);
-        let (mut deposits, mut withdrawals) = (0u64, 0u64);
-        for b in &self.buckets {
-            if b.epoch >= oldest && b.epoch <= epoch {
-                deposits += b.deposits;
-                withdrawals += b.withdrawals;
-            }
-        }
+        let in_window = (epoch - oldest) as u32;
+        let deposits: u64 = self
+            .deposits
+            .iter()
+            .map(|slot| unpack(slot.load(Ordering::Relaxed)))
+            .filter(|(held, _)| tag(epoch).wrapping_sub(*held) <= in_window)
+            .map(|(_, count)| u64::from(count))
+            .sum();
+        let withdrawals: u64 = withdrawn
+            .iter()
+            .filter(|b| b.epoch >= oldest && b.epoch <= epoch)
+            .map(|b| b.withdrawals)
+            .sum();
         let allowed = self.config.ratio * deposits as f64 + self.config.reserve() as f64;
         if (withdrawals + 1) as f64 <= allowed {
-            self.current(now).withdrawals += 1;
+            let b = &mut withdrawn[(epoch % BUCKETS as u64) as usize];
+            if b.epoch != epoch {
+                *b = Bucket {
+                    epoch,
+                    withdrawals: 0,
+                };
+            }
+            b.withdrawals += 1;
             true
         } else {
             false
@@ -203,7 +247,7 @@ mod tests {
     fn ratio_plus_floor_within_the_window() {
         let t0 = Instant::now();
         let cfg = RetryBudget::new(0.2, 1, Duration::from_secs(10)).unwrap();
-        let mut b = BudgetState::new(cfg, t0);
+        let b = BudgetState::new(cfg, t0);
         for _ in 0..100 {
             b.deposit(t0);
         }
@@ -222,14 +266,46 @@ mod tests {
     #[test]
     fn zero_ratio_zero_floor_allows_nothing_and_unlimited_everything() {
         let t0 = Instant::now();
-        let mut b = BudgetState::new(
+        let b = BudgetState::new(
             RetryBudget::new(0.0, 0, Duration::from_secs(1)).unwrap(),
             t0,
         );
         b.deposit(t0);
         assert!(!b.try_withdraw(t0));
-        let mut u = BudgetState::new(RetryBudget::unlimited(), t0);
+        let u = BudgetState::new(RetryBudget::unlimited(), t0);
         assert!((0..10_000).all(|_| u.try_withdraw(t0)));
+    }
+
+    #[test]
+    fn deposits_from_many_threads_are_all_counted() {
+        let t0 = Instant::now();
+        let cfg = RetryBudget::new(0.5, 0, Duration::from_secs(10)).unwrap();
+        let b = BudgetState::new(cfg, t0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..10_000).for_each(|_| b.deposit(t0)));
+            }
+        });
+        // 0.5 × 40 000 deposits, not one lost to a race.
+        let granted = (0..30_000).filter(|_| b.try_withdraw(t0)).count();
+        assert_eq!(granted, 20_000);
+    }
+
+    #[test]
+    fn a_stale_deposit_never_wipes_a_newer_bucket() {
+        let t0 = Instant::now();
+        let cfg = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        let b = BudgetState::new(cfg, t0);
+        // Ten buckets of 1 s: 12 s later, bucket 12 shares bucket 2's slot.
+        let late = t0 + Duration::from_secs(12);
+        for _ in 0..5 {
+            b.deposit(late);
+        }
+        // A caller that read the clock before the slot moved on: its bucket
+        // (2) has left the window and must not replace bucket 12.
+        b.deposit(t0 + Duration::from_secs(2));
+        let granted = (0..10).filter(|_| b.try_withdraw(late)).count();
+        assert_eq!(granted, 5);
     }
 
     #[test]

@@ -787,6 +787,14 @@ impl Registry {
         }
     }
 
+    /// Whether any request may have an entry to consult (see
+    /// [`Registry::entry_for`]).
+    pub(crate) fn tracks_hosts(&self) -> bool {
+        self.per_host_limit.is_some()
+            || self.outlier.is_some()
+            || self.probed.load(Ordering::Acquire) != 0
+    }
+
     pub(crate) fn per_host_limit(&self) -> Option<usize> {
         self.per_host_limit
     }

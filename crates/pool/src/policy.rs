@@ -329,7 +329,15 @@ impl RetryPolicy {
 
     /// Whether `status` is one of the retryable statuses.
     pub fn is_retry_status(&self, status: StatusCode) -> bool {
-        self.0.retry_statuses.contains(&status.as_u16())
+        // Every retry status is in 400..=599 (checked by the builder), so a
+        // success is answered without a look at the list, which is sorted
+        // and deduplicated (by the builder, and so is the default).
+        status.as_u16() >= 400
+            && self
+                .0
+                .retry_statuses
+                .binary_search(&status.as_u16())
+                .is_ok()
     }
 
     /// The un-jittered delay before retry number `retry` (1 = the first
@@ -448,6 +456,28 @@ mod tests {
             eq.backoff_bounds(2),
             (Duration::from_millis(100), Duration::from_millis(200))
         );
+    }
+
+    #[test]
+    fn retry_statuses_are_matched_whatever_order_they_were_given_in() {
+        let p = RetryPolicy::builder()
+            .retry_statuses([503, 429, 500, 503, 418])
+            .build()
+            .unwrap();
+        assert_eq!(p.retry_statuses(), &[418, 429, 500, 503]);
+        for s in [418, 429, 500, 503] {
+            assert!(p.is_retry_status(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [200, 404, 502, 504] {
+            assert!(!p.is_retry_status(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        let d = RetryPolicy::default();
+        assert!(
+            [429, 502, 503, 504]
+                .into_iter()
+                .all(|s| d.is_retry_status(StatusCode::from_u16(s).unwrap()))
+        );
+        assert!(!d.is_retry_status(StatusCode::OK));
     }
 
     #[test]

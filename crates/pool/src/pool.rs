@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -41,8 +41,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Shared<D> {
     inner: D,
     policy: RwLock<Arc<RetryPolicy>>,
+    /// Whether the policy in force has a total deadline, so `execute` can
+    /// pick the request's path without the lock.
+    policy_has_deadline: AtomicBool,
     budget_config: RetryBudget,
-    budget: Mutex<BudgetState>,
+    budget: BudgetState,
     registry: Registry,
     counters: Counters,
     rng: Mutex<fastrand::Rng>,
@@ -50,6 +53,22 @@ pub(crate) struct Shared<D> {
     wall_clock: WallClock,
     connections_baseline: AtomicU64,
     health_summary: Mutex<Option<(usize, Duration)>>,
+}
+
+impl<D> Shared<D> {
+    /// A request reached the driver: a deposit in the retry budget (not
+    /// even a clock read when the budget is unlimited).
+    fn deposit(&self) {
+        if !self.budget_config.is_unlimited() {
+            self.budget.deposit(Instant::now());
+        }
+    }
+
+    /// Whether a request needs the full retry loop from its first attempt:
+    /// there is host state to consult or a total deadline to keep.
+    fn needs_full_loop(&self) -> bool {
+        self.registry.tracks_hosts() || self.policy_has_deadline.load(Ordering::Relaxed)
+    }
 }
 
 struct Checker {
@@ -211,9 +230,10 @@ impl<D: Driver> PoolBuilder<D> {
         ConnectionPool {
             shared: Arc::new(Shared {
                 inner: self.driver,
+                policy_has_deadline: AtomicBool::new(self.policy.total_deadline().is_some()),
                 policy: RwLock::new(Arc::new(self.policy)),
                 budget_config: self.budget,
-                budget: Mutex::new(BudgetState::new(self.budget, Instant::now())),
+                budget: BudgetState::new(self.budget, Instant::now()),
                 registry: Registry::new(self.max_hosts, self.per_host_limit, self.outlier),
                 counters: Counters::default(),
                 rng: Mutex::new(rng),
@@ -232,6 +252,18 @@ impl<D: Driver> PoolBuilder<D> {
 struct RequestGuard<'a> {
     counters: &'a Counters,
     finished: bool,
+}
+
+impl<'a> RequestGuard<'a> {
+    /// Count a request in (`requests`, `in_flight`).
+    fn start(counters: &'a Counters) -> Self {
+        inc(&counters.requests);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestGuard {
+            counters,
+            finished: false,
+        }
+    }
 }
 
 impl Drop for RequestGuard<'_> {
@@ -296,11 +328,15 @@ impl<D: Driver> ConnectionPool<D> {
     /// Replace the retry policy; requests already running keep the one they
     /// started with.
     pub fn set_policy(&self, policy: RetryPolicy) {
-        *self
+        let mut slot = self
             .shared
             .policy
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+            .unwrap_or_else(|p| p.into_inner());
+        self.shared
+            .policy_has_deadline
+            .store(policy.total_deadline().is_some(), Ordering::Relaxed);
+        *slot = Arc::new(policy);
     }
 
     /// Go-style shortcut: keep the current policy but set the number of
@@ -587,116 +623,257 @@ impl<D: Driver> ConnectionPool<D> {
         }
     }
 
-    /// One request through the retry loop.
-    async fn run(&self, request: Request, span: tracing::Span) -> Result<Response, Error> {
-        let s = &*self.shared;
-        let c = &s.counters;
-        inc(&c.requests);
-        c.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut guard = RequestGuard {
-            counters: c,
-            finished: false,
-        };
-        let policy = self.policy();
-        // One labelled block rather than a nested `async fn`: the retry
-        // loop's state then lives in this future directly, instead of being
-        // built elsewhere and copied in (a measurable cost per request).
-        let policy = &*policy;
-        let outcome: (Result<Response, Error>, u32, Duration) = 'outcome: {
-            if s.token.is_cancelled() {
-                break 'outcome (Err(Error::Stopped { layer: LAYER }), 0, Duration::ZERO);
-            }
-            let origin = request.origin().clone();
-            let entry = match s.registry.entry_for(&origin) {
-                Ok(e) => e,
-                Err(e) => break 'outcome (Err(e), 0, Duration::ZERO),
+    /// One request, on the common path: no host state to consult, no total
+    /// deadline. The first attempt runs inline, without the retry loop's
+    /// state (backoff sleep, deadline timer, per-host slot, previous
+    /// outcome), so this future stays small; only an outcome that may be
+    /// retried moves on to [`ConnectionPool::retry_loop`], boxed — by then a
+    /// backoff sleep of milliseconds follows, and one allocation is noise.
+    /// Should the configuration have changed since `execute` chose this
+    /// path (health checks enabled, a policy with a deadline installed), the
+    /// whole request goes through the loop instead.
+    ///
+    /// Written as a function returning an `async` block, and scoped with
+    /// care, because this future's size is paid on every request (it is
+    /// moved into its box, and above about 1 KiB the allocator takes its
+    /// slow path): the request lives in one slot, the captured `original`
+    /// — an `async fn` would keep its argument and a copy of it — and the
+    /// attempt's copy and outcome are scoped so they are not kept across an
+    /// `.await` that no longer needs them.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its request argument twice"
+    )]
+    fn run(
+        &self,
+        mut original: Option<Request>,
+        span: tracing::Span,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        async move {
+            let s = &*self.shared;
+            let mut guard = RequestGuard::start(&s.counters);
+            let policy = self.policy();
+            let (result, attempts, backoff) = 'outcome: {
+                let Some(request) = original.as_ref() else {
+                    break 'outcome (Err(Error::Cancelled), 0, Duration::ZERO);
+                };
+                let st = match self.begin(request, &policy) {
+                    Ok(st) => st,
+                    Err(e) => break 'outcome (Err(e), 0, Duration::ZERO),
+                };
+                if st.entry.is_some() || st.deadline.is_some() {
+                    let all = Box::pin(self.retry_loop(&mut original, &policy, st, None));
+                    break 'outcome all.await;
+                }
+                let mut send = {
+                    // Keep the original for a possible retry; the driver
+                    // gets a copy (the body is `Bytes`: a reference-count
+                    // bump). A request that can never be retried is handed
+                    // over as is.
+                    let copy = if st.replayable && policy.max_retries() > 0 {
+                        request.try_clone()
+                    } else {
+                        None
+                    };
+                    let Some(mut req) = copy.or_else(|| original.take()) else {
+                        break 'outcome (Err(Error::Cancelled), 0, Duration::ZERO);
+                    };
+                    if req.options().timeout.is_none() {
+                        req.options_mut().timeout = policy.attempt_timeout();
+                    }
+                    s.deposit();
+                    self.send(req, 1)
+                };
+                let retry = {
+                    let outcome = (&mut send).await;
+                    trace_outcome(send.span(), &outcome);
+                    drop(send);
+                    // What `decide` would end at once, with no counter to
+                    // touch: an answer whose status is not retried, an error
+                    // not worth retrying. Everything else takes the full
+                    // decision.
+                    let done = match &outcome {
+                        Ok(resp) => !policy.is_retry_status(resp.status()),
+                        Err(err) => !err.is_retryable(),
+                    };
+                    if done {
+                        break 'outcome (outcome, 1, Duration::ZERO);
+                    }
+                    let st = Attempts { attempt: 1, ..st };
+                    Box::pin(self.retry_loop(&mut original, &policy, st, Some(outcome)))
+                };
+                retry.await
             };
-            let deadline = policy.total_deadline().map(|d| Instant::now() + d);
-            let replayable = request.body().is_replayable();
-            let retry_safe = request.is_retry_safe();
-            let max_retries = policy.max_retries();
-            let mut original = Some(request);
-            let mut attempt: u32 = 0;
-            let mut backoff = Duration::ZERO;
-            // Boxed: only a request that retries has one, and keeping it out of
-            // the future's inline state keeps the common path's future small.
-            let mut last: Option<Box<Result<Response, Error>>> = None;
+            guard.finished = true;
+            self.finish(&policy, &span, result, attempts, backoff)
+        }
+    }
 
+    /// One request through the full retry loop, from the start: used when
+    /// the pool has host state to consult (per-host limit, outlier
+    /// detection, health checks) or the policy has a total deadline.
+    /// Like [`ConnectionPool::run`], an `async` block holding the request
+    /// in one place, which the loop borrows.
+    fn run_general(
+        &self,
+        request: Request,
+        span: tracing::Span,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        let mut original = Some(request);
+        async move {
+            let mut guard = RequestGuard::start(&self.shared.counters);
+            let policy = self.policy();
+            let started = match &original {
+                Some(request) => self.begin(request, &policy),
+                None => Err(Error::Cancelled),
+            };
+            let (result, attempts, backoff) = match started {
+                Ok(st) => self.retry_loop(&mut original, &policy, st, None).await,
+                Err(e) => (Err(e), 0, Duration::ZERO),
+            };
+            guard.finished = true;
+            self.finish(&policy, &span, result, attempts, backoff)
+        }
+    }
+
+    /// The checks before the first attempt, and the loop's starting state.
+    fn begin(&self, request: &Request, policy: &RetryPolicy) -> Result<Attempts, Error> {
+        let s = &*self.shared;
+        if s.token.is_cancelled() {
+            return Err(Error::Stopped { layer: LAYER });
+        }
+        // Only a pool that tracks hosts needs the origin: a request makes
+        // it on first use, which costs a parse and an allocation.
+        let entry = if s.registry.tracks_hosts() {
+            s.registry.entry_for(request.origin())?
+        } else {
+            None
+        };
+        Ok(Attempts {
+            entry,
+            deadline: policy.total_deadline().map(|d| Instant::now() + d),
+            replayable: request.body().is_replayable(),
+            retry_safe: request.is_retry_safe(),
+            attempt: 0,
+            backoff: Duration::ZERO,
+        })
+    }
+
+    /// One attempt at the inner driver, in its `attempt` span (`attempt`
+    /// counts from 1; the span is the future's [`span`](tracing::instrument::Instrumented::span)).
+    /// The caller reports the outcome with [`trace_outcome`] once it is
+    /// known (the deadline may cut it short).
+    fn send(&self, req: Request, attempt: u32) -> Attempt<'_> {
+        inc(&self.shared.counters.attempts);
+        let span = tracing::debug_span!(target: "httpclient_pool", "attempt", attempt);
+        tracing::Instrument::instrument(self.shared.inner.execute(req), span)
+    }
+
+    /// The retry loop. With `current`, the first attempt already ran (on
+    /// the fast path) and the loop starts by deciding on its outcome.
+    /// `original` is the request, borrowed from the caller's future (so it
+    /// is held once), taken on the last attempt that may be sent.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its outcome argument twice"
+    )]
+    fn retry_loop<'a>(
+        &'a self,
+        original: &'a mut Option<Request>,
+        policy: &'a RetryPolicy,
+        mut st: Attempts,
+        mut current: Option<Result<Response, Error>>,
+    ) -> impl Future<Output = (Result<Response, Error>, u32, Duration)> + Send + 'a {
+        async move {
+            let s = &*self.shared;
+            let c = &s.counters;
+            let max_retries = policy.max_retries();
+            // The previous attempt's outcome, while the next one is being set up.
+            let mut last: Option<Result<Response, Error>> = None;
             loop {
+                if let Some(outcome) = current.take() {
+                    let (delay, outcome) = match self.decide(policy, &st, outcome) {
+                        Step::Done(out) => return (out, st.attempt, st.backoff),
+                        Step::Retry { delay, outcome } => (delay, outcome),
+                    };
+                    let slept_from = Instant::now();
+                    let stopped = tokio::select! {
+                        _ = tokio::time::sleep(delay) => false,
+                        _ = s.token.cancelled() => true,
+                    };
+                    let slept = slept_from.elapsed();
+                    st.backoff += slept;
+                    c.backoff_nanos.fetch_add(
+                        u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    if stopped {
+                        return (outcome, st.attempt, st.backoff);
+                    }
+                    // Counted once the retry really goes ahead.
+                    inc(&c.retries);
+                    last = Some(outcome);
+                }
+                let (attempt, backoff) = (st.attempt, st.backoff);
+
                 // The health gate, before every attempt.
-                let trial = match &entry {
+                let trial = match &st.entry {
                     None => None,
                     Some(e) => match e.admit(Instant::now()) {
                         Admit::Go => None,
                         Admit::Trial(t) => Some(t),
                         Admit::Reject => {
                             inc(&c.unhealthy_rejected);
-                            let out = last.map_or_else(
-                                || {
-                                    Err(Error::UnhealthyHost {
-                                        origin: origin.clone(),
-                                    })
-                                },
-                                |b| *b,
-                            );
-                            break 'outcome (out, attempt, backoff);
+                            let out = last.unwrap_or_else(|| {
+                                Err(Error::UnhealthyHost {
+                                    origin: e.origin.clone(),
+                                })
+                            });
+                            return (out, attempt, backoff);
                         }
                     },
                 };
 
-                // This attempt's copy of the request: clone while a retry may
-                // follow, hand over the original on the last possible attempt.
-                let mut req = if replayable && attempt < max_retries {
-                    match original.as_ref().and_then(Request::try_clone) {
-                        Some(r) => r,
-                        None => match original.take() {
-                            Some(r) => r,
-                            None => {
-                                break 'outcome (
-                                    last.map_or(Err(Error::Cancelled), |b| *b),
-                                    attempt,
-                                    backoff,
-                                );
-                            }
-                        },
-                    }
-                } else {
-                    match original.take() {
-                        Some(r) => r,
-                        None => {
-                            break 'outcome (
-                                last.map_or(Err(Error::Cancelled), |b| *b),
-                                attempt,
-                                backoff,
-                            );
-                        }
-                    }
-                };
-                if req.options().timeout.is_none() {
-                    req.options_mut().timeout = policy.attempt_timeout();
+                if original.is_none() {
+                    // The original went out on an attempt that was to be the
+                    // last; nothing left to send.
+                    return (last.unwrap_or(Err(Error::Cancelled)), attempt, backoff);
                 }
 
                 // Wait for a per-host slot (bounded by the deadline and stop),
                 // then send (bounded by the deadline).
-                let permit = match &entry {
-                    Some(e) if e.limit.is_some() => match self.slot(e, deadline).await {
+                let permit = match &st.entry {
+                    Some(e) if e.limit.is_some() => match self.slot(e, st.deadline).await {
                         Ok(p) => p,
                         // Nothing was sent: the previous attempt's outcome, if
                         // any, is the most informative answer.
-                        Err(err) => {
-                            break 'outcome (last.map_or(Err(err), |b| *b), attempt, backoff);
-                        }
+                        Err(err) => return (last.unwrap_or(Err(err)), attempt, backoff),
                     },
                     _ => None,
                 };
-                if attempt == 0 {
-                    lock(&s.budget).deposit(Instant::now());
-                }
-                inc(&c.attempts);
-                let attempt_span = tracing::debug_span!(target: "httpclient_pool", "attempt", attempt = attempt + 1);
-                let send =
-                    tracing::Instrument::instrument(s.inner.execute(req), attempt_span.clone());
-                let outcome = match deadline {
+                let send = {
+                    // This attempt's copy of the request: clone while a retry
+                    // may follow, hand over the original on the last possible
+                    // attempt. (A block, so the copy is not kept across the
+                    // send's `.await` in this future.)
+                    let copy = if st.replayable && attempt < max_retries {
+                        original.as_ref().and_then(Request::try_clone)
+                    } else {
+                        None
+                    };
+                    let Some(mut req) = copy.or_else(|| original.take()) else {
+                        return (last.unwrap_or(Err(Error::Cancelled)), attempt, backoff);
+                    };
+                    if req.options().timeout.is_none() {
+                        req.options_mut().timeout = policy.attempt_timeout();
+                    }
+                    if attempt == 0 {
+                        s.deposit();
+                    }
+                    self.send(req, attempt + 1)
+                };
+                let attempt_span = send.span().clone();
+                let outcome = match st.deadline {
                     Some(d) => match tokio::time::timeout_at(d, send).await {
                         Ok(r) => r,
                         Err(_) => {
@@ -707,26 +884,12 @@ impl<D: Driver> ConnectionPool<D> {
                     None => send.await,
                 };
                 drop(permit);
-                attempt += 1;
-                match &outcome {
-                    Ok(resp) => tracing::debug!(
-                        target: "httpclient_pool",
-                        parent: &attempt_span,
-                        status = resp.status().as_u16(),
-                        "attempt answered"
-                    ),
-                    Err(err) => tracing::debug!(
-                        target: "httpclient_pool",
-                        parent: &attempt_span,
-                        error_kind = err.kind_name(),
-                        error = %err,
-                        "attempt failed"
-                    ),
-                }
+                st.attempt += 1;
+                trace_outcome(&attempt_span, &outcome);
                 drop(attempt_span);
 
                 // Passive health: every real outcome feeds the host's state.
-                if let Some(e) = &entry {
+                if let Some(e) = &st.entry {
                     if s.registry.outlier.is_some() || trial.is_some() {
                         let failed = match &s.registry.outlier {
                             Some(od) => od.classify(&outcome),
@@ -748,97 +911,101 @@ impl<D: Driver> ConnectionPool<D> {
                         );
                     }
                 }
+                current = Some(outcome);
+            }
+        }
+    }
 
-                // Decide: return, or retry after how long?
-                let server_delay: Option<Duration> = match &outcome {
-                    Ok(resp) => {
-                        if !policy.is_retry_status(resp.status()) {
-                            break 'outcome (outcome, attempt, backoff);
-                        }
-                        if !retry_safe {
-                            inc(&c.not_retried_unsafe);
-                            tracing::debug!(status = %resp.status(), "not retried: request is not retry-safe");
-                            break 'outcome (outcome, attempt, backoff);
-                        }
-                        retry_after_from_headers(resp.headers(), (s.wall_clock)())
-                    }
-                    Err(err) => {
-                        if !err.is_retryable() {
-                            break 'outcome (outcome, attempt, backoff);
-                        }
-                        // Safe to resend: retry-safe, or provably never sent.
-                        let resendable = retry_safe || !err.may_have_been_sent();
-                        if !replayable || !resendable {
-                            inc(&c.not_retried_unsafe);
-                            tracing::debug!(error = %err, replayable, "not retried: it may have been applied, or its body cannot be replayed");
-                            break 'outcome (outcome, attempt, backoff);
-                        }
-                        match err {
-                            Error::RateLimited { retry_after, .. }
-                            | Error::HttpStatus { retry_after, .. } => *retry_after,
-                            _ => None,
-                        }
-                    }
-                };
-                if attempt > max_retries {
-                    inc(&c.retries_exhausted);
-                    break 'outcome (outcome, attempt, backoff);
+    /// Return this outcome, or retry after how long?
+    fn decide(
+        &self,
+        policy: &RetryPolicy,
+        st: &Attempts,
+        outcome: Result<Response, Error>,
+    ) -> Step {
+        let s = &*self.shared;
+        let c = &s.counters;
+        let server_delay: Option<Duration> = match &outcome {
+            Ok(resp) => {
+                if !policy.is_retry_status(resp.status()) {
+                    return Step::Done(outcome);
                 }
-                let delay = match server_delay {
-                    Some(d) if d > policy.max_retry_after() => {
-                        inc(&c.retry_after_too_long);
-                        let out = match outcome {
-                            Ok(resp) => Err(Error::HttpStatus {
-                                status: resp.status(),
-                                retry_after: Some(d),
-                            }),
-                            Err(e) => Err(e),
-                        };
-                        break 'outcome (out, attempt, backoff);
-                    }
-                    Some(d) => d,
-                    None => policy.backoff(attempt, &mut lock(&s.rng)),
-                };
-                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                    inc(&c.deadline_exceeded);
-                    break 'outcome (outcome, attempt, backoff);
+                if !st.retry_safe {
+                    inc(&c.not_retried_unsafe);
+                    tracing::debug!(status = %resp.status(), "not retried: request is not retry-safe");
+                    return Step::Done(outcome);
                 }
-                if s.token.is_cancelled() {
-                    break 'outcome (outcome, attempt, backoff);
+                retry_after_from_headers(resp.headers(), (s.wall_clock)())
+            }
+            Err(err) => {
+                if !err.is_retryable() {
+                    return Step::Done(outcome);
                 }
-                if !lock(&s.budget).try_withdraw(Instant::now()) {
-                    inc(&c.budget_exhausted);
-                    tracing::debug!("not retried: retry budget exhausted");
-                    break 'outcome (outcome, attempt, backoff);
+                // Safe to resend: retry-safe, or provably never sent.
+                let resendable = st.retry_safe || !err.may_have_been_sent();
+                if !st.replayable || !resendable {
+                    inc(&c.not_retried_unsafe);
+                    tracing::debug!(error = %err, replayable = st.replayable, "not retried: it may have been applied, or its body cannot be replayed");
+                    return Step::Done(outcome);
                 }
-                tracing::debug!(
-                    target: "httpclient_pool",
-                    attempt,
-                    backoff_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    from_server = server_delay.is_some(),
-                    "retrying after backoff"
-                );
-                let slept_from = Instant::now();
-                let stopped = tokio::select! {
-                    _ = tokio::time::sleep(delay) => false,
-                    _ = s.token.cancelled() => true,
-                };
-                let slept = slept_from.elapsed();
-                backoff += slept;
-                c.backoff_nanos.fetch_add(
-                    u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                if stopped {
-                    break 'outcome (outcome, attempt, backoff);
+                match err {
+                    Error::RateLimited { retry_after, .. }
+                    | Error::HttpStatus { retry_after, .. } => *retry_after,
+                    _ => None,
                 }
-                // Counted once the retry really goes ahead.
-                inc(&c.retries);
-                last = Some(Box::new(outcome));
             }
         };
-        guard.finished = true;
-        let (result, attempts, backoff) = outcome;
+        if st.attempt > policy.max_retries() {
+            inc(&c.retries_exhausted);
+            return Step::Done(outcome);
+        }
+        let delay = match server_delay {
+            Some(d) if d > policy.max_retry_after() => {
+                inc(&c.retry_after_too_long);
+                return Step::Done(match outcome {
+                    Ok(resp) => Err(Error::HttpStatus {
+                        status: resp.status(),
+                        retry_after: Some(d),
+                    }),
+                    Err(e) => Err(e),
+                });
+            }
+            Some(d) => d,
+            None => policy.backoff(st.attempt, &mut lock(&s.rng)),
+        };
+        if st.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            inc(&c.deadline_exceeded);
+            return Step::Done(outcome);
+        }
+        if s.token.is_cancelled() {
+            return Step::Done(outcome);
+        }
+        if !s.budget.try_withdraw(Instant::now()) {
+            inc(&c.budget_exhausted);
+            tracing::debug!("not retried: retry budget exhausted");
+            return Step::Done(outcome);
+        }
+        tracing::debug!(
+            target: "httpclient_pool",
+            attempt = st.attempt,
+            backoff_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            from_server = server_delay.is_some(),
+            "retrying after backoff"
+        );
+        Step::Retry { delay, outcome }
+    }
+
+    /// Record the request's end in its span and the counters, and stamp a
+    /// response with its [`RetryInfo`].
+    fn finish(
+        &self,
+        policy: &RetryPolicy,
+        span: &tracing::Span,
+        result: Result<Response, Error>,
+        attempts: u32,
+        backoff: Duration,
+    ) -> Result<Response, Error> {
+        let c = &self.shared.counters;
         if !span.is_disabled() {
             span.record("attempts", attempts);
             if let Ok(resp) = &result {
@@ -872,6 +1039,54 @@ impl<D: Driver> ConnectionPool<D> {
             }
         }
     }
+}
+
+/// An attempt's outcome as an event in its span.
+fn trace_outcome(attempt_span: &tracing::Span, outcome: &Result<Response, Error>) {
+    match outcome {
+        Ok(resp) => tracing::debug!(
+            target: "httpclient_pool",
+            parent: attempt_span,
+            status = resp.status().as_u16(),
+            "attempt answered"
+        ),
+        Err(err) => tracing::debug!(
+            target: "httpclient_pool",
+            parent: attempt_span,
+            error_kind = err.kind_name(),
+            error = %err,
+            "attempt failed"
+        ),
+    }
+}
+
+/// One attempt's future at the inner driver, in its span.
+type Attempt<'a> = tracing::instrument::Instrumented<
+    Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>,
+>;
+
+/// The retry loop's state for one request.
+struct Attempts {
+    /// The host's health and slots, when the pool tracks it.
+    entry: Option<Arc<HostEntry>>,
+    deadline: Option<Instant>,
+    replayable: bool,
+    retry_safe: bool,
+    /// Attempts made so far.
+    attempt: u32,
+    /// Time slept between attempts so far.
+    backoff: Duration,
+}
+
+/// What [`ConnectionPool::decide`] made of an attempt's outcome.
+enum Step {
+    /// The request ends with this.
+    Done(Result<Response, Error>),
+    /// Retry after `delay`; `outcome` is kept in case the retry never runs.
+    Retry {
+        delay: Duration,
+        outcome: Result<Response, Error>,
+    },
 }
 
 /// A per-host slot, waiting if needed.
@@ -1017,10 +1232,19 @@ impl<D: Driver> Driver for ConnectionPool<D> {
             status = tracing::field::Empty,
         );
         let record_on = span.clone();
-        Box::pin(tracing::Instrument::instrument(
-            self.run(request, record_on),
-            span,
-        ))
+        // Two futures, each boxed as it is: the common one stays small
+        // (see `run`), the full loop only costs its size where it is used.
+        if self.shared.needs_full_loop() {
+            Box::pin(tracing::Instrument::instrument(
+                self.run_general(request, record_on),
+                span,
+            ))
+        } else {
+            Box::pin(tracing::Instrument::instrument(
+                self.run(Some(request), record_on),
+                span,
+            ))
+        }
     }
 
     fn connections_opened(&self) -> Option<u64> {

@@ -621,3 +621,35 @@ fn durations_beyond_a_year_are_config_errors() {
     let long = OutlierDetection::new(3, Duration::from_secs(300 * 24 * 3600)).unwrap();
     assert!(long.max_cool_down() <= httpclient_core::MAX_RETRY_AFTER);
 }
+
+// `execute` sends a request down the inline first-attempt path when the pool
+// tracks no host; health checks enabled before that request first runs must
+// still gate it.
+#[tokio::test(start_paused = true)]
+async fn health_checks_enabled_between_execute_and_the_first_poll_still_gate_the_request() {
+    let up = Arc::new(AtomicBool::new(false));
+    let mock = flappy(&up);
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .unwrap();
+    let request = httpclient_core::Request::get("http://db:8080/query")
+        .build()
+        .unwrap();
+    let fut = httpclient_core::Driver::execute(&pool, request);
+    let check = HealthCheck::builder(["http://db:8080"], Duration::from_secs(1))
+        .jitter(0.0)
+        .thresholds(1, 1)
+        .build()
+        .unwrap();
+    pool.enable_health_check_with(check).unwrap();
+    sleep(secs(0.5)).await;
+    assert_eq!(
+        state(&pool, "http://db:8080"),
+        HostState::Down(DownCause::Probes)
+    );
+    let before = mock.call_count();
+    assert!(matches!(fut.await, Err(Error::UnhealthyHost { .. })));
+    assert_eq!(mock.call_count(), before, "nothing sent to a down host");
+    assert_eq!(pool.stats().unhealthy_rejected, 1);
+}

@@ -729,3 +729,86 @@ async fn host_state_is_bounded_and_idle_hosts_are_forgotten() {
             .is_err()
     );
 }
+
+// `execute` picks a request's path (first attempt inline, or the full loop
+// with its deadline timer) from the configuration at the time of the call;
+// the policy is read when the request starts. A policy installed in between
+// must still be kept in full.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_installed_between_execute_and_the_first_poll_still_bounds_the_request() {
+    let mock = MockDriver::new().default_behavior(Behavior::hang());
+    let pool = pool_with(&mock, RetryPolicy::default());
+    let fut = pool.execute(Request::get("http://api/x").build().unwrap());
+    pool.set_policy(
+        RetryPolicy::builder()
+            .total_deadline(ms(1_500))
+            .build()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    let err = fut.await.unwrap_err();
+    assert!(matches!(err, Error::DeadlineExceeded), "{err}");
+    assert_eq!(t0.elapsed(), ms(1_500));
+    let st = pool.stats();
+    assert_eq!((st.requests, st.attempts, st.deadline_exceeded), (1, 1, 1));
+
+    // And the other way round: a deadline removed before the first poll is
+    // gone for that request too.
+    let mock = MockDriver::new().default_behavior(Behavior::ok().after(ms(5_000)));
+    let pool = pool_with(
+        &mock,
+        RetryPolicy::builder()
+            .total_deadline(ms(1_000))
+            .build()
+            .unwrap(),
+    );
+    let fut = pool.execute(Request::get("http://api/x").build().unwrap());
+    pool.set_policy(RetryPolicy::default());
+    let resp = fut.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(info(&resp).attempts, 1);
+}
+
+// The first attempt runs inline and the loop takes over only when its
+// outcome may be retried: that hand-over must keep the request (for the
+// copy the retry sends), the attempt count and the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_the_inline_first_attempt_resends_the_same_request() {
+    let mock = MockDriver::new();
+    mock.push(Behavior::reset());
+    mock.push(Behavior::status(503));
+    let pool = pool_with(
+        &mock,
+        RetryPolicy::builder()
+            .jitter(Jitter::Off)
+            .base_delay(ms(10))
+            .build()
+            .unwrap(),
+    );
+    let req = Request::put("http://api/items/7")
+        .header("x-id", "abc")
+        .body("payload")
+        .build()
+        .unwrap();
+    let resp = pool.execute(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        info(&resp),
+        RetryInfo {
+            attempts: 3,
+            backoff: ms(30)
+        }
+    );
+    let calls = mock.calls();
+    assert_eq!(calls.len(), 3);
+    for c in &calls {
+        assert_eq!(c.uri.to_string(), "http://api/items/7");
+        assert_eq!(c.headers.get("x-id").unwrap(), "abc");
+        assert_eq!(c.body.as_deref(), Some(&b"payload"[..]));
+    }
+    let st = pool.stats();
+    assert_eq!(
+        (st.requests, st.attempts, st.retries, st.succeeded),
+        (1, 3, 2, 1)
+    );
+}
