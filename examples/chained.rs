@@ -43,7 +43,6 @@ use batchclient_examples::{
     target_or_embedded_with,
 };
 use httpclient_batch::{BatchExecutor, BatchOptions, BatchStats, Outcome};
-use httpclient_core::ext::{PermitWait, RetryInfo};
 use httpclient_core::{Driver, Request};
 use httpclient_driver_reqwest::ReqwestDriver;
 use httpclient_pool::{ConnectionPool, PoolStats, RetryPolicy};
@@ -279,10 +278,10 @@ where
     let mut responses = 0u32;
     for response in result.responses() {
         responses += 1;
-        if let Some(info) = response.extensions().get::<RetryInfo>() {
+        if let Some(info) = response.retry_info() {
             *attempts.entry(info.attempts).or_default() += 1;
         }
-        if let Some(wait) = response.extensions().get::<PermitWait>() {
+        if let Some(wait) = response.permit_wait() {
             waited += wait.total;
         }
     }

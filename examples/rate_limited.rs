@@ -5,9 +5,9 @@
 //! the limiter lets the burst through, then releases the rest in arrival
 //! order (FIFO), evenly spaced at the quota's period — computed on a
 //! monotonic clock, not refilled once a second. Each response records how
-//! long it waited for its permit ([`PermitWait`]); the program prints those
-//! waits, the limiter's stats, and what `try_execute` says when no permit is
-//! free.
+//! long it waited for its permit (`Response::permit_wait`); the program
+//! prints those waits, the limiter's stats, and what `try_execute` says when
+//! no permit is free.
 //!
 //! ```text
 //! cargo run --release --example rate_limited                 # embedded server
@@ -28,7 +28,6 @@ use batchclient_examples::{
     Block, Cli, Opt, Spec, count, dur, error_line, pct, report_error, target_or_embedded,
 };
 use futures_util::future::join_all;
-use httpclient_core::ext::PermitWait;
 use httpclient_core::{Driver, Request};
 use httpclient_driver_reqwest::ReqwestDriver;
 use httpclient_ratelimit::{Quota, RateLimitedExecutor};
@@ -102,10 +101,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let (i, total, result) = outcome?;
         match result {
             Ok(resp) => {
-                let wait = resp
-                    .extensions()
-                    .get::<PermitWait>()
-                    .map_or(Duration::ZERO, |p| p.wait);
+                let wait = resp.permit_wait().map_or(Duration::ZERO, |p| p.wait);
                 println!(
                     "{:>4}  {:>10}  {:>10}  {:>10}  {}",
                     i + 1,

@@ -52,6 +52,10 @@ impl std::fmt::Display for StopReason {
 
 /// The one outcome of one input.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the response is held inline: boxing it would cost an allocation per request"
+)]
 pub enum Outcome {
     /// The driver returned a response (any status, 4xx and 5xx included).
     Response(Response),

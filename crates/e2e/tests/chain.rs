@@ -47,7 +47,6 @@ use common::{
     transit_spread,
 };
 use httpclient_batch::{BatchExecutor, BatchResult, Outcome};
-use httpclient_core::ext::RetryInfo;
 use httpclient_core::{Driver, Error, Request};
 use httpclient_pool::{ConnectionPool, HealthCheck, RetryBudget, RetryPolicy};
 use httpclient_ratelimit::{Quota, RateLimitedExecutor};
@@ -97,8 +96,7 @@ async fn start_server() -> TestServer {
 fn attempts_of(outcome: &Outcome) -> u32 {
     match outcome {
         Outcome::Response(r) => {
-            r.extensions()
-                .get::<RetryInfo>()
+            r.retry_info()
                 .expect("the pool records RetryInfo on every response")
                 .attempts
         }
@@ -248,8 +246,7 @@ async fn recommended_order(kind: Kind, n: usize) {
     assert!(p.retries > n as u64 / 10, "{label}: {p:?}");
     assert!(
         result.responses().any(|r| r
-            .extensions()
-            .get::<RetryInfo>()
+            .retry_info()
             .is_some_and(|i| i.backoff >= Duration::from_secs(1))),
         "{label}: some request waited out a Retry-After of 1 s"
     );
@@ -427,11 +424,92 @@ fn single_calls_go_through_every_layer() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 201);
-        assert_eq!(resp.extensions().get::<RetryInfo>().unwrap().attempts, 1);
+        assert_eq!(resp.retry_info().unwrap().attempts, 1);
         assert_eq!(exec.stats().requests, 1);
         assert_eq!(exec.driver().stats().attempts, 1);
         assert_eq!(exec.driver().inner().stats().limiter.granted, 1);
         assert_eq!(server.stats().requests, 1);
         server.shutdown().await;
     });
+}
+
+/// What each layer records when a limiter sits inside the retrying pool:
+/// the limiter stamps every attempt's own response, so the response that
+/// comes back carries the permit wait of the attempt that produced it —
+/// not a sum over attempts — next to the pool's `RetryInfo`. With the
+/// limiter outside, it stamps the pool's final response once.
+#[tokio::test(start_paused = true)]
+async fn permit_wait_and_retry_info_through_the_chain() {
+    use httpclient_core::DriverExt;
+    use httpclient_core::ext::{PermitWait, RetryInfo};
+    use httpclient_core::testkit::{Behavior, MockDriver};
+    use httpclient_pool::Jitter;
+
+    let ms = Duration::from_millis;
+    let quota = || Quota::per_second(4).unwrap().burst(1).unwrap(); // 250 ms apart
+    let policy = || {
+        RetryPolicy::builder()
+            .base_delay(ms(100))
+            .jitter(Jitter::Off)
+            .build()
+            .unwrap()
+    };
+
+    // Limiter inside the pool.
+    let mock = MockDriver::new();
+    let limited = Arc::new(RateLimitedExecutor::new(mock.clone(), quota()));
+    let pool = ConnectionPool::builder(Arc::clone(&limited))
+        .retry_policy(policy())
+        .retry_budget(RetryBudget::unlimited())
+        .build()
+        .unwrap();
+    // Take the free permit so the first attempt waits too.
+    limited.send("http://api.test/warm").await.unwrap();
+    mock.push(Behavior::status(503));
+    let resp = pool.send("http://api.test/x").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Attempt 1 waited 250 ms, got a 503; 100 ms backoff; attempt 2 waited
+    // the 150 ms left until its permit.
+    assert_eq!(
+        resp.retry_info(),
+        Some(&RetryInfo {
+            attempts: 2,
+            backoff: ms(100)
+        })
+    );
+    assert_eq!(
+        resp.permit_wait(),
+        Some(&PermitWait {
+            wait: ms(150),
+            total: ms(150)
+        })
+    );
+    assert!(resp.extensions().is_empty(), "records are fields now");
+
+    // Limiter outside the pool.
+    let mock = MockDriver::new();
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(policy())
+        .retry_budget(RetryBudget::unlimited())
+        .build()
+        .unwrap();
+    let limited = RateLimitedExecutor::new(pool, quota());
+    limited.send("http://api.test/warm").await.unwrap();
+    mock.push(Behavior::status(503));
+    let resp = limited.send("http://api.test/x").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.retry_info(),
+        Some(&RetryInfo {
+            attempts: 2,
+            backoff: ms(100)
+        })
+    );
+    assert_eq!(
+        resp.permit_wait(),
+        Some(&PermitWait {
+            wait: ms(250),
+            total: ms(250)
+        })
+    );
 }

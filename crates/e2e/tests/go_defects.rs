@@ -19,7 +19,6 @@ use common::{Kind, driver, runtime, serial};
 use httpclient_batch::{
     BatchExecutor, BatchOptions, CancellationToken, Outcome, ShutdownOutcome, StopReason,
 };
-use httpclient_core::ext::RetryInfo;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use httpclient_core::{ConnectKind, Driver, DriverExt, Error, Request};
 use httpclient_pool::{
@@ -138,7 +137,7 @@ fn d01a_retries_resend_a_fresh_replayable_request() {
                 body,
                 "{kind:?}: the retry carried the body"
             );
-            assert_eq!(resp.extensions().get::<RetryInfo>().unwrap().attempts, 2);
+            assert_eq!(resp.retry_info().unwrap().attempts, 2);
             let got = received_by_id(&server).await.remove("only").unwrap();
             assert_eq!(got.len(), 2, "{kind:?}");
             for r in &got {
@@ -225,7 +224,7 @@ fn d01c_retry_after_a_reset_sends_the_same_request_again() {
                 assert_eq!(resp.text().unwrap(), body, "{kind:?}: case {i}");
                 assert_eq!(resp.headers()["x-echo-method"], "PUT");
                 assert_eq!(resp.headers()["x-echo-x-case"], i.to_string().as_str());
-                if resp.extensions().get::<RetryInfo>().unwrap().attempts > 1 {
+                if resp.retry_info().unwrap().attempts > 1 {
                     retried += 1;
                 }
             }
@@ -286,7 +285,7 @@ fn d01d_a_post_that_may_have_been_applied_is_not_resent() {
                 503,
                 "{kind:?}: the last answer after the retries"
             );
-            assert_eq!(resp.extensions().get::<RetryInfo>().unwrap().attempts, 3);
+            assert_eq!(resp.retry_info().unwrap().attempts, 3);
             server.verify().await;
         }
     });

@@ -1,17 +1,31 @@
-//! Typed records layers attach to [`crate::Response::extensions`], defined
-//! here so a caller can read them without depending on the layer crates.
+//! Typed records the layers leave on a [`Response`], defined here so a
+//! caller can read them without depending on the layer crates.
+//!
+//! They live in dedicated fields, read with [`Response::retry_info`] and
+//! [`Response::permit_wait`] — not in [`Response::extensions`], which is left
+//! to callers' own data. (Earlier versions inserted them into the
+//! extensions; `extensions().get::<RetryInfo>()` now finds nothing. A field
+//! costs a store where the first insert into an empty `http::Extensions`
+//! costs three allocations and a hash on every response.)
 //!
 //! ```
-//! use httpclient_core::{ext::RetryInfo, Response};
+//! use httpclient_core::Response;
 //! # let response = Response::new(http::StatusCode::OK);
-//! if let Some(info) = response.extensions().get::<RetryInfo>() {
+//! if let Some(info) = response.retry_info() {
 //!     println!("took {} attempts, {:?} in backoff", info.attempts, info.backoff);
+//! }
+//! if let Some(pw) = response.permit_wait() {
+//!     println!("waited {:?} for a rate permit", pw.total);
 //! }
 //! ```
 
 use std::time::Duration;
 
-/// Recorded by the retry layer (the pool) on every response it returns.
+use crate::Response;
+
+/// Recorded by the retry layer (the pool) on every response it returns;
+/// read it with [`Response::retry_info`]. An outer retry layer replaces an
+/// inner one's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetryInfo {
     /// Attempts made, including the one that produced this response (≥ 1).
@@ -21,8 +35,11 @@ pub struct RetryInfo {
 }
 
 /// Recorded by the rate limiter: how long this request waited for its
-/// permit (zero when one was available at once). When several limiters are
-/// chained, the outermost one's value is kept alongside the sum in `total`.
+/// permit (zero when one was available at once); read it with
+/// [`Response::permit_wait`]. When several limiters are chained, the
+/// outermost one's value is kept alongside the sum in `total`. A limiter
+/// inside a retry layer records each attempt on that attempt's response, so
+/// the response returned carries its own (the last) attempt's wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PermitWait {
     /// Wait in the limiter that recorded this value last (the outermost).
@@ -32,12 +49,10 @@ pub struct PermitWait {
 }
 
 impl PermitWait {
-    /// Record `wait` on a response, adding to any earlier limiter's record.
-    pub fn record(extensions: &mut http::Extensions, wait: Duration) {
-        let total = extensions
-            .get::<PermitWait>()
-            .map_or(Duration::ZERO, |p| p.total)
-            + wait;
-        extensions.insert(PermitWait { wait, total });
+    /// Record `wait` on a response, adding to any earlier (inner) limiter's
+    /// record: `wait` becomes this value, `total` grows by it.
+    pub fn record(response: &mut Response, wait: Duration) {
+        let total = response.permit_wait().map_or(Duration::ZERO, |p| p.total) + wait;
+        response.set_permit_wait(PermitWait { wait, total });
     }
 }

@@ -4,9 +4,15 @@
 //! Drivers read the body inside `execute` unless the request asked for a
 //! stream ([`crate::RequestOptions::stream_response`]): a batch that holds
 //! ten thousand responses must not hold ten thousand connections (the Go
-//! package stalls past 200 that way). Layers record what they did — retry
-//! attempts, time waited for a rate permit — as typed values in
-//! [`Response::extensions`]; see [`crate::ext`].
+//! package stalls past 200 that way).
+//!
+//! Layers record what they did — retry attempts, time waited for a rate
+//! permit — in dedicated fields ([`Response::retry_info`],
+//! [`Response::permit_wait`]) rather than in [`Response::extensions`]:
+//! the first insert into an empty `http::Extensions` costs three allocations
+//! (the map's box, its table, the boxed value) plus hashing, about a thousand
+//! instructions per request per layer, paid on every success. A plain
+//! `Option` field costs a store. The extensions stay for callers' own data.
 
 use std::fmt;
 use std::pin::Pin;
@@ -19,6 +25,7 @@ use futures_core::Stream;
 use http::{Extensions, HeaderMap, StatusCode, Uri, Version};
 
 use crate::Error;
+use crate::ext::{PermitWait, RetryInfo};
 
 type DynBodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
 
@@ -73,6 +80,8 @@ pub struct Response {
     body: ResponseBody,
     url: Option<Uri>,
     elapsed: Duration,
+    retry_info: Option<RetryInfo>,
+    permit_wait: Option<PermitWait>,
     extensions: Extensions,
 }
 
@@ -95,6 +104,8 @@ impl Response {
             body: ResponseBody::Full(Bytes::new()),
             url: None,
             elapsed: Duration::ZERO,
+            retry_info: None,
+            permit_wait: None,
             extensions: Extensions::new(),
         }
     }
@@ -143,6 +154,16 @@ impl Response {
         self.elapsed = elapsed;
         self
     }
+    /// Set the retry layer's record (see [`Response::retry_info`]).
+    pub fn with_retry_info(mut self, info: RetryInfo) -> Self {
+        self.retry_info = Some(info);
+        self
+    }
+    /// Set the rate limiter's record (see [`Response::permit_wait`]).
+    pub fn with_permit_wait(mut self, wait: PermitWait) -> Self {
+        self.permit_wait = Some(wait);
+        self
+    }
 
     /// The status code.
     pub fn status(&self) -> StatusCode {
@@ -169,11 +190,55 @@ impl Response {
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
-    /// What the layers recorded (see [`crate::ext`]).
+    /// What the retry layer (the pool) did for this response: attempts made
+    /// and time spent in backoff. `None` when no retry layer handled it.
+    ///
+    /// ```
+    /// use httpclient_core::{ext::RetryInfo, Response};
+    /// use std::time::Duration;
+    /// let info = RetryInfo { attempts: 2, backoff: Duration::from_millis(100) };
+    /// let r = Response::new(http::StatusCode::OK).with_retry_info(info);
+    /// assert_eq!(r.retry_info(), Some(&info));
+    /// assert_eq!(Response::new(http::StatusCode::OK).retry_info(), None);
+    /// ```
+    pub fn retry_info(&self) -> Option<&RetryInfo> {
+        self.retry_info.as_ref()
+    }
+    /// Replace the retry layer's record. A layer that retries calls this on
+    /// the response it returns; an outer retry layer overwrites an inner one.
+    pub fn set_retry_info(&mut self, info: RetryInfo) {
+        self.retry_info = Some(info);
+    }
+    /// How long this request waited for its rate-limit permit. `None` when
+    /// no rate limiter handled it. Limiters add to it with
+    /// [`PermitWait::record`], so chained limiters keep a sum.
+    ///
+    /// ```
+    /// use httpclient_core::{ext::PermitWait, Response};
+    /// use std::time::Duration;
+    /// let mut r = Response::new(http::StatusCode::OK);
+    /// assert_eq!(r.permit_wait(), None);
+    /// PermitWait::record(&mut r, Duration::from_millis(30));
+    /// PermitWait::record(&mut r, Duration::from_millis(5));
+    /// let pw = r.permit_wait().unwrap();
+    /// assert_eq!(pw.wait, Duration::from_millis(5));
+    /// assert_eq!(pw.total, Duration::from_millis(35));
+    /// ```
+    pub fn permit_wait(&self) -> Option<&PermitWait> {
+        self.permit_wait.as_ref()
+    }
+    /// Replace the rate limiter's record as is (no summing; limiters use
+    /// [`PermitWait::record`] to add to an inner limiter's record).
+    pub fn set_permit_wait(&mut self, wait: PermitWait) {
+        self.permit_wait = Some(wait);
+    }
+    /// Callers' own typed data, carried with the response. The layers'
+    /// records are not here: read [`Response::retry_info`] and
+    /// [`Response::permit_wait`].
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
     }
-    /// What the layers recorded, mutably.
+    /// Callers' own typed data, mutably.
     pub fn extensions_mut(&mut self) -> &mut Extensions {
         &mut self.extensions
     }
@@ -243,13 +308,19 @@ impl Response {
 
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Response")
-            .field("status", &self.status)
+        let mut d = f.debug_struct("Response");
+        d.field("status", &self.status)
             .field("version", &self.version)
             .field("headers", &self.headers.len())
             .field("body", &self.body)
-            .field("elapsed", &self.elapsed)
-            .finish()
+            .field("elapsed", &self.elapsed);
+        if let Some(info) = &self.retry_info {
+            d.field("retry_info", info);
+        }
+        if let Some(wait) = &self.permit_wait {
+            d.field("permit_wait", wait);
+        }
+        d.finish()
     }
 }
 
@@ -278,6 +349,42 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::ResetMidBody { .. }));
+    }
+
+    #[test]
+    fn layer_records_are_fields_not_extensions() {
+        let info = RetryInfo {
+            attempts: 3,
+            backoff: Duration::from_millis(250),
+        };
+        let wait = PermitWait {
+            wait: Duration::from_millis(7),
+            total: Duration::from_millis(9),
+        };
+        let r = Response::new(StatusCode::OK)
+            .with_retry_info(info)
+            .with_permit_wait(wait);
+        assert_eq!(r.retry_info(), Some(&info));
+        assert_eq!(r.permit_wait(), Some(&wait));
+        // Stamping records allocates nothing in the extensions map.
+        assert!(r.extensions().is_empty());
+        assert!(r.extensions().get::<RetryInfo>().is_none());
+        let dbg = format!("{r:?}");
+        assert!(dbg.contains("attempts: 3"), "{dbg}");
+        assert!(dbg.contains("total: 9ms"), "{dbg}");
+
+        let mut r = Response::new(StatusCode::OK);
+        assert_eq!(r.retry_info(), None);
+        assert_eq!(r.permit_wait(), None);
+        assert!(!format!("{r:?}").contains("retry_info"));
+        r.set_retry_info(info);
+        r.set_retry_info(RetryInfo {
+            attempts: 1,
+            backoff: Duration::ZERO,
+        });
+        assert_eq!(r.retry_info().unwrap().attempts, 1, "set replaces");
+        r.set_permit_wait(wait);
+        assert_eq!(r.permit_wait(), Some(&wait));
     }
 
     #[test]

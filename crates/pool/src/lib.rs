@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use httpclient_core::{DriverExt, Request, ext::RetryInfo};
+//! use httpclient_core::{DriverExt, Request};
 //! use httpclient_pool::{ConnectionPool, RetryPolicy};
 //! # async fn demo(driver: impl httpclient_core::Driver + 'static) -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = ConnectionPool::builder(driver)
@@ -18,7 +18,7 @@
 //!     .build()?;
 //! pool.enable_health_check(["http://127.0.0.1:8080"], Duration::from_secs(5))?;
 //! let resp = pool.send(Request::get("http://127.0.0.1:8080/items")).await?;
-//! let info = resp.extensions().get::<RetryInfo>().unwrap();
+//! let info = resp.retry_info().unwrap();
 //! println!("{} after {} attempts ({:?} in backoff)", resp.status(), info.attempts, info.backoff);
 //! println!("success rate {:.3}", pool.stats().success_rate());
 //! # Ok(()) }
@@ -62,7 +62,8 @@
 //!
 //! * A response (any status) carries
 //!   [`RetryInfo`](httpclient_core::ext::RetryInfo) `{ attempts, backoff }`
-//!   in its extensions, on the first-try success path too.
+//!   ([`Response::retry_info`](httpclient_core::Response::retry_info)), on
+//!   the first-try success path too.
 //! * When the pool stops retrying for lack of room (attempts, budget,
 //!   deadline, host down, stopped), the caller gets **the last attempt's
 //!   outcome**: the last response as is, or the last error. An error after

@@ -1021,8 +1021,7 @@ impl<D: Driver> ConnectionPool<D> {
                 } else {
                     inc(&c.succeeded);
                 }
-                resp.extensions_mut()
-                    .insert(RetryInfo { attempts, backoff });
+                resp.set_retry_info(RetryInfo { attempts, backoff });
                 Ok(resp)
             }
             Err(e) => {

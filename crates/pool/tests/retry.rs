@@ -34,10 +34,7 @@ fn pool_with(mock: &MockDriver, policy: RetryPolicy) -> ConnectionPool<MockDrive
 }
 
 fn info(resp: &httpclient_core::Response) -> RetryInfo {
-    *resp
-        .extensions()
-        .get::<RetryInfo>()
-        .expect("RetryInfo on every response")
+    *resp.retry_info().expect("RetryInfo on every response")
 }
 
 #[tokio::test(start_paused = true)]

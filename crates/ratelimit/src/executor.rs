@@ -37,11 +37,12 @@ pub struct RateLimiterStats {
 }
 
 /// A rate-limited [`Driver`]: every request waits (FIFO) for a permit of
-/// its [`Quota`], then goes to the wrapped driver. Each response records in
-/// its extensions how long it waited ([`PermitWait`]).
+/// its [`Quota`], then goes to the wrapped driver. Each response records
+/// how long it waited ([`PermitWait`], read with
+/// [`Response::permit_wait`]).
 ///
 /// ```
-/// use httpclient_core::{testkit::MockDriver, DriverExt, ext::PermitWait};
+/// use httpclient_core::{testkit::MockDriver, DriverExt};
 /// use httpclient_ratelimit::{Quota, RateLimitedExecutor};
 /// use std::time::Duration;
 ///
@@ -50,7 +51,7 @@ pub struct RateLimiterStats {
 /// let exec = RateLimitedExecutor::new(MockDriver::new(), Quota::per_second(20)?);
 /// exec.send("http://api.example/a").await?;
 /// let second = exec.send("http://api.example/b").await?;
-/// let wait = second.extensions().get::<PermitWait>().unwrap().wait;
+/// let wait = second.permit_wait().unwrap().wait;
 /// assert_eq!(wait, Duration::from_millis(50));
 /// assert_eq!(exec.stats().limiter.throttled, 1);
 /// # Ok(()) }
@@ -189,7 +190,7 @@ impl<D: Driver> RateLimitedExecutor<D> {
         let mut call = self.send(request, permit);
         let mut result = call.fut.as_mut().await;
         if let Ok(response) = &mut result {
-            PermitWait::record(response.extensions_mut(), call.waited);
+            PermitWait::record(response, call.waited);
         }
         result
     }
@@ -365,7 +366,7 @@ impl<D: Driver> Future for Execute<'_, D> {
         let mut out = call.fut.as_mut().poll(cx);
         if let Poll::Ready(result) = &mut out {
             if let Ok(response) = result {
-                PermitWait::record(response.extensions_mut(), call.waited);
+                PermitWait::record(response, call.waited);
             }
             this.call = None;
         }

@@ -431,7 +431,7 @@ where
         self.executed.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight::enter(&self.in_flight);
         let mut response = self.driver.execute(request).await?;
-        PermitWait::record(response.extensions_mut(), permit.waited());
+        PermitWait::record(&mut response, permit.waited());
         Ok(response)
     }
 

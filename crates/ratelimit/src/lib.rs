@@ -47,7 +47,7 @@
 //!         .build();
 //!     let resp = limited.send("https://api.example.com/items").await?;
 //!     println!("{} after waiting {:?}", resp.status(),
-//!         resp.extensions().get::<httpclient_core::ext::PermitWait>().map(|p| p.wait));
+//!         resp.permit_wait().map(|p| p.wait));
 //!     Ok(())
 //! }
 //! ```

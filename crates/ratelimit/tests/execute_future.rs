@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use httpclient_core::ext::PermitWait;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use httpclient_core::{Driver, Error, Request};
 use httpclient_ratelimit::{Quota, RateLimitedExecutor};
@@ -32,15 +31,9 @@ async fn the_permit_is_taken_at_the_first_poll_not_when_the_future_is_made() {
     assert_eq!(mock.call_count(), 0);
     // The future made second is polled first: it gets the free permit.
     let r = second_made.await.unwrap();
-    assert_eq!(
-        r.extensions().get::<PermitWait>().unwrap().wait,
-        Duration::ZERO
-    );
+    assert_eq!(r.permit_wait().unwrap().wait, Duration::ZERO);
     let r = first_made.await.unwrap();
-    assert_eq!(
-        r.extensions().get::<PermitWait>().unwrap().wait,
-        Duration::from_millis(100)
-    );
+    assert_eq!(r.permit_wait().unwrap().wait, Duration::from_millis(100));
     assert_eq!(Instant::now() - t0, Duration::from_millis(100));
     let s = exec.stats();
     assert_eq!(
@@ -64,10 +57,7 @@ async fn dropped_while_queued_it_gives_its_place_back_and_sends_nothing() {
     // The next caller gets the 100 ms permit the quitter left.
     let r = exec.execute(get()).await.unwrap();
     assert_eq!(Instant::now() - t0, Duration::from_millis(100));
-    assert_eq!(
-        r.extensions().get::<PermitWait>().unwrap().wait,
-        Duration::from_millis(50)
-    );
+    assert_eq!(r.permit_wait().unwrap().wait, Duration::from_millis(50));
     let s = exec.stats();
     assert_eq!(s.limiter.cancelled, 1);
     assert_eq!(s.executed, 2);

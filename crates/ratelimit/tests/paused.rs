@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use httpclient_core::ext::PermitWait;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use httpclient_core::{Driver, DriverExt, Error, RateLimitReason, Request};
 use httpclient_ratelimit::{
@@ -60,7 +59,7 @@ async fn ten_seconds_at_1000_per_second_is_exactly_10_001_grants() {
                     .send(format!("http://api.test/{c}"))
                     .await
                     .expect("no error");
-                assert!(resp.extensions().get::<PermitWait>().is_some());
+                assert!(resp.permit_wait().is_some());
                 n += 1;
             }
             n
@@ -386,7 +385,7 @@ async fn permit_wait_is_recorded_on_every_response() {
     for k in 0..4u64 {
         // Sequential calls: each waits one full period except the first.
         let r = exec.send("http://api.test/").await.unwrap();
-        let pw = r.extensions().get::<PermitWait>().copied().unwrap();
+        let pw = r.permit_wait().copied().unwrap();
         let expect = if k == 0 { 0 } else { 250 };
         assert_eq!(pw.wait, Duration::from_millis(expect));
         assert_eq!(pw.total, pw.wait);
@@ -398,7 +397,7 @@ async fn permit_wait_is_recorded_on_every_response() {
     );
     outer.send("http://api.test/").await.unwrap();
     let r = outer.send("http://api.test/").await.unwrap();
-    let pw = r.extensions().get::<PermitWait>().copied().unwrap();
+    let pw = r.permit_wait().copied().unwrap();
     assert_eq!(pw.wait, Duration::from_millis(250)); // outer (4/s)
     assert_eq!(pw.total, Duration::from_millis(500)); // + 250 ms more inside (2/s)
 }
