@@ -88,6 +88,7 @@
 mod builder;
 mod count;
 mod error;
+mod fast_url;
 
 use std::fmt;
 use std::sync::Arc;
@@ -226,12 +227,14 @@ impl ReqwestDriver {
         body: RequestBody,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Request, Error> {
-        let url = with_url_str(uri, |url| {
-            reqwest::Url::parse(url).map_err(|e| Error::InvalidRequest {
-                reason: format!("reqwest cannot use the URL `{url}`"),
-                source: Some(Box::new(e)),
-            })
-        })?;
+        let url = match fast_url::cached(uri) {
+            Some(url) => url,
+            None => {
+                let url = parse_url(uri)?;
+                fast_url::remember(uri, &url);
+                url
+            }
+        };
         let explicit_empty = needs_explicit_empty_body(&method);
         let mut req = reqwest::Request::new(method, url);
         *req.headers_mut() = headers;
@@ -253,6 +256,18 @@ impl ReqwestDriver {
         }
         Ok(req)
     }
+}
+
+/// `Url::parse` of the URI's string form, the reference the cached path in
+/// [`fast_url`] must agree with; a URL reqwest cannot use is an
+/// `InvalidRequest`.
+fn parse_url(uri: &Uri) -> Result<reqwest::Url, Error> {
+    with_url_str(uri, |url| {
+        reqwest::Url::parse(url).map_err(|e| Error::InvalidRequest {
+            reason: format!("reqwest cannot use the URL `{url}`"),
+            source: Some(Box::new(e)),
+        })
+    })
 }
 
 /// URLs up to this long are assembled on the stack for `Url::parse`.
@@ -443,6 +458,52 @@ impl Driver for ReqwestDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url_of(u: &str) -> Result<reqwest::Url, Error> {
+        let uri: Uri = u.parse().unwrap();
+        let req = ReqwestDriver::to_reqwest(
+            Method::GET,
+            &uri,
+            http::HeaderMap::new(),
+            RequestBody::empty(),
+            None,
+        )?;
+        Ok(req.url().clone())
+    }
+
+    #[test]
+    fn urls_are_url_parse_on_first_and_cached_use() {
+        for u in [
+            "http://cache.test:8080/a/../b?q=%20",
+            "http://cache.test:8080/c/./d",
+            "http://cache.test:8080",
+            "https://[::1]:8443/v6?",
+            "http://user:pw@cache.test/p",
+        ] {
+            let expected = reqwest::Url::parse(u).unwrap();
+            for _ in 0..3 {
+                let url = url_of(u).unwrap();
+                assert_eq!(url.as_str(), expected.as_str(), "{u}");
+                assert_eq!(format!("{url:?}"), format!("{expected:?}"), "{u}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_url_reqwest_cannot_use_is_invalid_request_every_time() {
+        for u in ["http://999.1.1.1/p", "http://1.2.3.4.5:80/"] {
+            assert!(reqwest::Url::parse(u).is_err(), "{u}");
+            for _ in 0..3 {
+                match url_of(u) {
+                    Err(Error::InvalidRequest { reason, source }) => {
+                        assert_eq!(reason, format!("reqwest cannot use the URL `{u}`"));
+                        assert!(source.is_some());
+                    }
+                    other => panic!("{u}: {other:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn uri_strings_match_display() {
