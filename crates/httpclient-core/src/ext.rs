@@ -1,12 +1,13 @@
 //! Typed records the layers leave on a [`Response`], defined here so a
 //! caller can read them without depending on the layer crates.
 //!
-//! They live in dedicated fields, read with [`Response::retry_info`] and
-//! [`Response::permit_wait`] — not in [`Response::extensions`], which is left
-//! to callers' own data. (Earlier versions inserted them into the
-//! extensions; `extensions().get::<RetryInfo>()` now finds nothing. A field
-//! costs a store where the first insert into an empty `http::Extensions`
-//! costs three allocations and a hash on every response.)
+//! Read them with [`Response::retry_info`] and [`Response::permit_wait`].
+//! They are not in [`Response::extensions`], which is left to callers' own
+//! data: earlier versions inserted them there, and
+//! `extensions().get::<RetryInfo>()` now finds nothing. The response keeps
+//! them in one small box shared by every layer — one allocation per
+//! response, where the first insert into an empty `http::Extensions` costs
+//! three allocations and a hash.
 //!
 //! ```
 //! use httpclient_core::Response;
