@@ -217,6 +217,37 @@ impl ReqwestDriver {
         self.settings.max_body_bytes
     }
 
+    /// Everything `execute` does before its first await, in a plain
+    /// function: the core `Request` is consumed here, so neither it nor its
+    /// moved-from parts are kept in the (boxed, per-request) future.
+    fn prepare(&self, request: Request) -> Result<Prepared, Error> {
+        let options = request.options();
+        let timeout = options.timeout.or(self.settings.timeout);
+        let stream_response = options.stream_response;
+        let limits = Limits {
+            connect_timeout: self.settings.connect_timeout,
+            timeout,
+        };
+        let RequestParts {
+            method,
+            uri,
+            headers,
+            body,
+            ..
+        } = request.into_parts();
+        // Only HEAD matters after the exchange (see `has_body`); comparing
+        // now lets the method move into the reqwest request.
+        let is_head = method == Method::HEAD;
+        let req = Self::to_reqwest(method, &uri, headers, body, timeout)?;
+        Ok(Prepared {
+            req,
+            uri,
+            is_head,
+            stream_response,
+            limits,
+        })
+    }
+
     /// Turn a core request's parts into a reqwest request, moving the
     /// headers and body; the URI is only read (it becomes the response's
     /// final URL when no redirect happened).
@@ -256,6 +287,16 @@ impl ReqwestDriver {
         }
         Ok(req)
     }
+}
+
+/// A request ready to send, with what `execute` needs after the exchange.
+struct Prepared {
+    req: reqwest::Request,
+    /// The request's URI: the response's URL when no redirect happened.
+    uri: Uri,
+    is_head: bool,
+    stream_response: bool,
+    limits: Limits,
 }
 
 /// `Url::parse` of the URI's string form, the reference the cached path in
@@ -388,24 +429,13 @@ async fn read_body(
 impl Driver for ReqwestDriver {
     async fn execute(&self, request: Request) -> Result<Response, Error> {
         let started = Instant::now();
-        let options = request.options();
-        let timeout = options.timeout.or(self.settings.timeout);
-        let stream_response = options.stream_response;
-        let limits = Limits {
-            connect_timeout: self.settings.connect_timeout,
-            timeout,
-        };
-        let RequestParts {
-            method,
+        let Prepared {
+            req,
             uri,
-            headers,
-            body,
-            ..
-        } = request.into_parts();
-        // Only HEAD matters after the exchange (see `has_body`); comparing
-        // now lets the method move into the reqwest request.
-        let is_head = method == Method::HEAD;
-        let req = Self::to_reqwest(method, &uri, headers, body, timeout)?;
+            is_head,
+            stream_response,
+            limits,
+        } = self.prepare(request)?;
 
         let mut resp = self
             .client
@@ -422,18 +452,19 @@ impl Driver for ReqwestDriver {
         } else {
             resp.url().as_str().parse::<Uri>().ok()
         };
-        let mut response = Response::new(status)
-            .with_version(version)
-            .with_headers(headers);
-        if let Some(url) = final_url {
-            response = response.with_url(url);
-        }
+        let head = move |response: Response| {
+            let response = response.with_version(version).with_headers(headers);
+            match final_url {
+                Some(url) => response.with_url(url),
+                None => response,
+            }
+        };
 
         if stream_response {
             let stream = resp
                 .bytes_stream()
                 .map(move |chunk| chunk.map_err(|e| classify(e, Stage::Body, limits)));
-            return Ok(response
+            return Ok(head(Response::new(status))
                 .with_stream(ResponseStream::new(stream))
                 .with_elapsed(started.elapsed()));
         }
@@ -444,7 +475,11 @@ impl Driver for ReqwestDriver {
         // resource, not this message.
         let precheck = !is_head && has_body(status);
         let body = read_body(&mut resp, self.settings.max_body_bytes, precheck, limits).await?;
-        Ok(response.with_body(body).with_elapsed(started.elapsed()))
+        // The `Response` is assembled only now, so the (large) value is not
+        // part of the future while the body is read.
+        Ok(head(Response::new(status))
+            .with_body(body)
+            .with_elapsed(started.elapsed()))
     }
 
     fn connections_opened(&self) -> Option<u64> {
