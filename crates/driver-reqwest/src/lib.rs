@@ -220,6 +220,13 @@ impl ReqwestDriver {
     /// Everything `execute` does before its first await, in a plain
     /// function: the core `Request` is consumed here, so neither it nor its
     /// moved-from parts are kept in the (boxed, per-request) future.
+    ///
+    /// The size of that future matters: at 976 bytes (release, Rust 1.95)
+    /// it is under the largest size glibc's per-thread cache serves
+    /// (1032 bytes); at 1072 or 1616 bytes every request's box went to the
+    /// arena allocator and cost ~3.5 % more CPU per request against plain
+    /// reqwest at C=64, though the instruction counts hardly differed. Keep
+    /// large values out of the state held across awaits.
     fn prepare(&self, request: Request) -> Result<Prepared, Error> {
         let options = request.options();
         let timeout = options.timeout.or(self.settings.timeout);
@@ -363,6 +370,17 @@ fn is_same_url(uri: &Uri, url: &str) -> bool {
         == Some(path)
 }
 
+/// The response's URL: with no redirect (the usual case) the request's own
+/// URI, moved. A plain function, so `execute` only moves `uri` (a borrow
+/// there would keep its slot in the future after the move).
+fn final_url(uri: Uri, url: &reqwest::Url) -> Option<Uri> {
+    if is_same_url(&uri, url.as_str()) {
+        Some(uri)
+    } else {
+        url.as_str().parse::<Uri>().ok()
+    }
+}
+
 /// A `POST`/`PUT`/`PATCH` with an empty body still says
 /// `Content-Length: 0`; other methods send no body at all.
 fn needs_explicit_empty_body(method: &Method) -> bool {
@@ -446,12 +464,7 @@ impl Driver for ReqwestDriver {
         let status = resp.status();
         let version = resp.version();
         let headers = std::mem::take(resp.headers_mut());
-        // No redirect (the usual case): the request's own URI, moved.
-        let final_url = if is_same_url(&uri, resp.url().as_str()) {
-            Some(uri)
-        } else {
-            resp.url().as_str().parse::<Uri>().ok()
-        };
+        let final_url = final_url(uri, resp.url());
         let head = move |response: Response| {
             let response = response.with_version(version).with_headers(headers);
             match final_url {
