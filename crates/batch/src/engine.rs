@@ -494,13 +494,16 @@ impl<'a, D: Driver> Core<'a, D> {
                     let index = self.pulled;
                     self.pulled += 1;
                     self.sink.reserve(index);
-                    match raw.into_request() {
-                        Ok(request) => {
+                    // Built in place and handed to the driver from there
+                    // (see `Call::start`): the request is moved once.
+                    let mut built = raw.into_request();
+                    match built {
+                        Ok(_) => {
                             // A clock reading taken an instant ago (when the
                             // call this one replaces finished) serves as its
                             // start; otherwise read the clock.
                             let started = now.take().unwrap_or_else(Instant::now);
-                            if !self.start(index, request, permit, started) {
+                            if !self.start(index, &mut built, permit, started) {
                                 return;
                             }
                         }
@@ -535,7 +538,7 @@ impl<'a, D: Driver> Core<'a, D> {
     fn start(
         &mut self,
         index: usize,
-        mut request: Request,
+        built: &mut Result<Request, Error>,
         permit: SemaphorePermit<'a>,
         started: Instant,
     ) -> bool {
@@ -550,15 +553,17 @@ impl<'a, D: Driver> Core<'a, D> {
             self.halt(StopReason::Shutdown);
             return false;
         };
-        if request.options().timeout.is_none() {
-            request.options_mut().timeout = self.request_timeout;
+        if let Ok(request) = built {
+            if request.options().timeout.is_none() {
+                request.options_mut().timeout = self.request_timeout;
+            }
         }
         self.calls.push(Call::start(
             &self.inner.driver,
             ticket,
             permit,
             index,
-            request,
+            built,
             started,
         ));
         true

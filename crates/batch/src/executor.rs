@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{BatchStream, IterInput, Mode};
 use crate::options::BatchOptions;
-use crate::result::{BatchItem, BatchResult, Outcome};
+use crate::result::{BatchItem, BatchResult, Outcome, StopReason};
 use crate::stats::{BatchStats, Finish, LocalStats, StatsCore};
 
 /// The layer name used in [`Error::Stopped`].
@@ -166,26 +166,43 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    /// Hand `request` to the driver at `started` (a clock reading taken just
-    /// now by the caller).
+    /// Hand the request in `slot` to the driver at `started` (a clock
+    /// reading taken just now by the caller). The request is taken out of
+    /// the slot where the caller built it: moved once, into the driver.
+    /// (An error in the slot is reported as the call's outcome.)
     #[inline]
     pub(crate) fn start<D: Driver>(
         driver: &'a D,
         ticket: Ticket<'a>,
         permit: SemaphorePermit<'a>,
         index: usize,
-        request: Request,
+        slot: &mut Result<Request, Error>,
         started: Instant,
     ) -> Self {
-        let trace = tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG)
-            .then(|| Box::new((request.method().clone(), request.origin().clone())));
+        let trace = match slot {
+            Ok(request) if tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG) => {
+                Some(Box::new((
+                    request.method().clone(),
+                    request.origin().clone(),
+                )))
+            }
+            _ => None,
+        };
         // `execute` is usually an `async` body that runs only when polled,
         // but a hand-written driver may do work (and panic) right here.
-        let fut: CallFuture<'a> =
-            match std::panic::catch_unwind(AssertUnwindSafe(|| driver.execute(request))) {
-                Ok(fut) => fut,
-                Err(payload) => Box::pin(std::future::ready(Err(Error::from_panic(payload)))),
-            };
+        // The closure borrows the slot instead of capturing the request:
+        // `catch_unwind` moves its closure around, and a capture would copy
+        // the whole request each time.
+        let fut: CallFuture<'a> = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            match std::mem::replace(slot, Err(Error::Cancelled)) {
+                Ok(request) => Ok(driver.execute(request)),
+                Err(e) => Err(e),
+            }
+        })) {
+            Ok(Ok(fut)) => fut,
+            Ok(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            Err(payload) => Box::pin(std::future::ready(Err(Error::from_panic(payload)))),
+        };
         Call {
             fut,
             index,
@@ -231,21 +248,32 @@ impl<'a> Future for Call<'a> {
                 e
             }
         };
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)))
-        {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(result)) => result,
-            Err(payload) => Err(Error::from_panic(payload)),
-        };
+        // The result is written straight into the outcome from inside
+        // `catch_unwind` (whose own return value is then just a flag), so
+        // the response is not copied through its frames.
+        let mut outcome = Outcome::NotStarted(StopReason::Cancelled);
+        let fut = &mut this.fut;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| match fut.as_mut().poll(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(r)) => {
+                outcome = Outcome::Response(r);
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                outcome = Outcome::Error(e);
+                true
+            }
+        })) {
+            Ok(false) => return Poll::Pending,
+            Ok(true) => {}
+            Err(payload) => outcome = Outcome::Error(Error::from_panic(payload)),
+        }
         this.ticket = None;
         Poll::Ready(Done {
             permit: this.permit.take(),
             item: BatchItem {
                 index: this.index,
-                outcome: match result {
-                    Ok(r) => Outcome::Response(r),
-                    Err(e) => Outcome::Error(e),
-                },
+                outcome,
                 elapsed: Duration::ZERO,
             },
             started: this.started,
@@ -770,7 +798,14 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         if request.options().timeout.is_none() {
             request.options_mut().timeout = shared.request_timeout;
         }
-        let mut call = Call::start(&inner.driver, ticket, permit, 0, request, Instant::now());
+        let mut call = Call::start(
+            &inner.driver,
+            ticket,
+            permit,
+            0,
+            &mut Ok(request),
+            Instant::now(),
+        );
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {

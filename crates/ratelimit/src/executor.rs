@@ -354,12 +354,21 @@ impl<D: Driver> Future for Execute<'_, D> {
                         }
                     },
                 };
-                let (permit, request) = match (granted, this.request.take()) {
-                    (Ok(permit), Some(request)) => (permit, request),
-                    (Err(e), _) => return Poll::Ready(Err(e)),
-                    (Ok(_), None) => return Poll::Ready(Err(polled_after_completion())),
+                let permit = match granted {
+                    Ok(permit) => permit,
+                    Err(e) => {
+                        // Dropped in place: polled again, it reports
+                        // completion instead of queueing anew.
+                        this.request = None;
+                        return Poll::Ready(Err(e));
+                    }
                 };
-                this.call.insert(this.exec.send(request, permit))
+                // Moved once, straight from this future to the driver (no
+                // intermediate tuple holding a second copy).
+                match this.request.take() {
+                    Some(request) => this.call.insert(this.exec.send(request, permit)),
+                    None => return Poll::Ready(Err(polled_after_completion())),
+                }
             }
         };
         // The response is recorded in place and handed on as it came.
