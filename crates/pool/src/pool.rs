@@ -685,7 +685,7 @@ impl<D: Driver> ConnectionPool<D> {
                     self.send(req, 1)
                 };
                 let retry = {
-                    let outcome = (&mut send).await;
+                    let mut outcome = (&mut send).await;
                     trace_outcome(send.span(), &outcome);
                     drop(send);
                     // What `decide` would end at once, with no counter to
@@ -697,7 +697,12 @@ impl<D: Driver> ConnectionPool<D> {
                         Err(err) => !err.is_retryable(),
                     };
                     if done {
-                        break 'outcome (outcome, 1, Duration::ZERO);
+                        // Finished here, in place: the response is stamped
+                        // where it lies and returned, not moved through the
+                        // block's result and `finish`.
+                        guard.finished = true;
+                        self.finish_in_place(&policy, &span, &mut outcome, 1, Duration::ZERO);
+                        return outcome;
                     }
                     let st = Attempts { attempt: 1, ..st };
                     Box::pin(self.retry_loop(&mut original, &policy, st, Some(outcome)))
@@ -763,6 +768,7 @@ impl<D: Driver> ConnectionPool<D> {
     /// counts from 1; the span is the future's [`span`](tracing::instrument::Instrumented::span)).
     /// The caller reports the outcome with [`trace_outcome`] once it is
     /// known (the deadline may cut it short).
+    #[inline(always)] // so the request goes to the driver without another move
     fn send(&self, req: Request, attempt: u32) -> Attempt<'_> {
         inc(&self.shared.counters.attempts);
         let span = tracing::debug_span!(target: "httpclient_pool", "attempt", attempt);
@@ -1001,19 +1007,34 @@ impl<D: Driver> ConnectionPool<D> {
         &self,
         policy: &RetryPolicy,
         span: &tracing::Span,
-        result: Result<Response, Error>,
+        mut result: Result<Response, Error>,
         attempts: u32,
         backoff: Duration,
     ) -> Result<Response, Error> {
+        self.finish_in_place(policy, span, &mut result, attempts, backoff);
+        result
+    }
+
+    /// [`ConnectionPool::finish`] on an outcome where it lies, so the
+    /// common path does not move the (large) response through another
+    /// frame and `Result`.
+    fn finish_in_place(
+        &self,
+        policy: &RetryPolicy,
+        span: &tracing::Span,
+        result: &mut Result<Response, Error>,
+        attempts: u32,
+        backoff: Duration,
+    ) {
         let c = &self.shared.counters;
         if !span.is_disabled() {
             span.record("attempts", attempts);
-            if let Ok(resp) = &result {
+            if let Ok(resp) = &*result {
                 span.record("status", resp.status().as_u16());
             }
         }
         match result {
-            Ok(mut resp) => {
+            Ok(resp) => {
                 let status = resp.status();
                 if status.as_u16() >= 500 || policy.is_retry_status(status) {
                     inc(&c.failed);
@@ -1022,18 +1043,16 @@ impl<D: Driver> ConnectionPool<D> {
                     inc(&c.succeeded);
                 }
                 resp.set_retry_info(RetryInfo { attempts, backoff });
-                Ok(resp)
             }
             Err(e) => {
                 inc(&c.failed);
                 c.add_failure_kind(e.kind_name());
                 if attempts > 1 {
-                    Err(Error::RetriesExhausted {
+                    let last = std::mem::replace(e, Error::Cancelled);
+                    *e = Error::RetriesExhausted {
                         attempts,
-                        last: Box::new(e),
-                    })
-                } else {
-                    Err(e)
+                        last: Box::new(last),
+                    };
                 }
             }
         }
@@ -1221,7 +1240,9 @@ impl<D: Driver> Driver for ConnectionPool<D> {
         // attempt spans and events below (and those of inner layers: the
         // rate limiter's permit wait, the driver) nest under it. With no
         // subscriber interested, the macro yields a disabled span without
-        // evaluating its fields and `Instrumented` only forwards the poll.
+        // evaluating its fields, and the future runs bare: no
+        // `Instrumented` wrapper to enter a span that is not there, and no
+        // extra layer the request's state (and its response) moves through.
         let span = tracing::debug_span!(
             target: "httpclient_pool",
             "request",
@@ -1230,9 +1251,16 @@ impl<D: Driver> Driver for ConnectionPool<D> {
             attempts = tracing::field::Empty,
             status = tracing::field::Empty,
         );
-        let record_on = span.clone();
         // Two futures, each boxed as it is: the common one stays small
         // (see `run`), the full loop only costs its size where it is used.
+        if span.is_disabled() {
+            return if self.shared.needs_full_loop() {
+                Box::pin(self.run_general(request, span))
+            } else {
+                Box::pin(self.run(Some(request), span))
+            };
+        }
+        let record_on = span.clone();
         if self.shared.needs_full_loop() {
             Box::pin(tracing::Instrument::instrument(
                 self.run_general(request, record_on),

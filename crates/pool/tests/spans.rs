@@ -41,11 +41,19 @@ impl Visit for Fields<'_> {
 }
 
 #[derive(Clone, Default)]
-struct Shared(Arc<Capture>);
+struct Shared(Arc<Capture>, bool);
+
+impl Shared {
+    /// A subscriber that wants events but no spans, so every span the pool
+    /// makes is disabled.
+    fn events_only() -> Self {
+        Shared(Arc::default(), true)
+    }
+}
 
 impl Subscriber for Shared {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        !self.1 || meta.is_event()
     }
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
         let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
@@ -158,4 +166,60 @@ async fn attempt_spans_nest_under_the_request_span() {
         .filter(|(p, f)| *p == Some(*req_id) && f.contains_key("backoff_ms"))
         .count();
     assert_eq!(backoffs, 2);
+}
+
+/// With no subscriber interested in its spans, the pool runs the request
+/// without them (no `Instrumented` wrapper), and nothing else changes: the
+/// outcome, its retry record, the counters and the events that are wanted.
+#[tokio::test(start_paused = true)]
+async fn disabled_spans_change_nothing_but_the_spans() {
+    let cap = Shared::events_only();
+    let _default = tracing::subscriber::set_default(cap.clone());
+
+    let mock = MockDriver::new();
+    mock.push(Behavior::status(503));
+    mock.push(Behavior::refused());
+    mock.push(Behavior::ok());
+    let pool = ConnectionPool::builder(mock)
+        .retry_policy(
+            RetryPolicy::builder()
+                .max_retries(3)
+                .base_delay(Duration::from_millis(10))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let resp = pool.send("http://api.test:8080/items").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.retry_info().map(|r| r.attempts), Some(3));
+    let stats = pool.stats();
+    assert_eq!((stats.requests, stats.attempts), (1, 3));
+    assert_eq!((stats.succeeded, stats.failed, stats.cancelled), (1, 0, 0));
+
+    assert!(cap.0.spans.lock().unwrap().is_empty(), "no span was made");
+    let events = cap.0.events.lock().unwrap().clone();
+    // The three attempts' outcomes and the two backoffs, none in a span.
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(
+        events.iter().all(|(parent, _)| parent.is_none()),
+        "{events:?}"
+    );
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, f)| f.get("status").map(String::as_str))
+        .collect();
+    assert_eq!(statuses, ["503", "200"]);
+    let backoffs = events
+        .iter()
+        .filter(|(_, f)| f.contains_key("backoff_ms"))
+        .count();
+    assert_eq!(backoffs, 2);
+
+    // A request that ends on its first attempt (the inline path) too.
+    pool.inner().push(Behavior::status(404));
+    let resp = pool.send("http://api.test:8080/missing").await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.retry_info().map(|r| r.attempts), Some(1));
+    assert_eq!(pool.stats().requests, 2);
 }
