@@ -98,16 +98,14 @@ impl Subscriber for Shared {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn attempt_spans_nest_under_the_request_span() {
-    let cap = Shared::default();
-    let _default = tracing::subscriber::set_default(cap.clone());
-
+/// A pool whose mock answers 503, then refuses, then 200 — three attempts
+/// with two backoffs of a 10 ms base.
+fn pool_503_refused_ok() -> ConnectionPool<MockDriver> {
     let mock = MockDriver::new();
     mock.push(Behavior::status(503));
     mock.push(Behavior::refused());
     mock.push(Behavior::ok());
-    let pool = ConnectionPool::builder(mock)
+    ConnectionPool::builder(mock)
         .retry_policy(
             RetryPolicy::builder()
                 .max_retries(3)
@@ -116,7 +114,15 @@ async fn attempt_spans_nest_under_the_request_span() {
                 .unwrap(),
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_spans_nest_under_the_request_span() {
+    let cap = Shared::default();
+    let _default = tracing::subscriber::set_default(cap.clone());
+
+    let pool = pool_503_refused_ok();
     let resp = pool.send("http://api.test:8080/items").await.unwrap();
     assert_eq!(resp.status(), 200);
 
@@ -176,20 +182,7 @@ async fn disabled_spans_change_nothing_but_the_spans() {
     let cap = Shared::events_only();
     let _default = tracing::subscriber::set_default(cap.clone());
 
-    let mock = MockDriver::new();
-    mock.push(Behavior::status(503));
-    mock.push(Behavior::refused());
-    mock.push(Behavior::ok());
-    let pool = ConnectionPool::builder(mock)
-        .retry_policy(
-            RetryPolicy::builder()
-                .max_retries(3)
-                .base_delay(Duration::from_millis(10))
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let pool = pool_503_refused_ok();
     let resp = pool.send("http://api.test:8080/items").await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.retry_info().map(|r| r.attempts), Some(3));
