@@ -733,7 +733,9 @@ async fn host_state_is_bounded_and_idle_hosts_are_forgotten() {
 // must still be kept in full.
 #[tokio::test(start_paused = true)]
 async fn a_deadline_installed_between_execute_and_the_first_poll_still_bounds_the_request() {
-    let mock = MockDriver::new().default_behavior(Behavior::hang());
+    // The driver answers only after 60 s, so a deadline that was lost
+    // shows up as a late 200 (a failure) rather than a hang.
+    let mock = MockDriver::new().default_behavior(Behavior::ok().after(ms(60_000)));
     let pool = pool_with(&mock, RetryPolicy::default());
     let fut = pool.execute(Request::get("http://api/x").build().unwrap());
     pool.set_policy(
@@ -743,7 +745,9 @@ async fn a_deadline_installed_between_execute_and_the_first_poll_still_bounds_th
             .unwrap(),
     );
     let t0 = Instant::now();
-    let err = fut.await.unwrap_err();
+    let err = fut
+        .await
+        .expect_err("the deadline installed before the first poll ends the request");
     assert!(matches!(err, Error::DeadlineExceeded), "{err}");
     assert_eq!(t0.elapsed(), ms(1_500));
     let st = pool.stats();

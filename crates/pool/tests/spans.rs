@@ -174,9 +174,11 @@ async fn attempt_spans_nest_under_the_request_span() {
     assert_eq!(backoffs, 2);
 }
 
-/// With no subscriber interested in its spans, the pool runs the request
-/// without them (no `Instrumented` wrapper), and nothing else changes: the
-/// outcome, its retry record, the counters and the events that are wanted.
+/// With no subscriber interested in its spans (the pool then runs the
+/// request future bare, without `Instrumented`), nothing but the spans
+/// changes: the outcome, its retry record, the counters and the events that
+/// are wanted. (The test guards that behaviour; it cannot see whether the
+/// wrapper is there.)
 #[tokio::test(start_paused = true)]
 async fn disabled_spans_change_nothing_but_the_spans() {
     let cap = Shared::events_only();
