@@ -1253,29 +1253,32 @@ impl<D: Driver> Driver for ConnectionPool<D> {
         );
         // Two futures, each boxed as it is: the common one stays small
         // (see `run`), the full loop only costs its size where it is used.
-        if span.is_disabled() {
-            return if self.shared.needs_full_loop() {
-                Box::pin(self.run_general(request, span))
-            } else {
-                Box::pin(self.run(Some(request), span))
-            };
-        }
-        let record_on = span.clone();
         if self.shared.needs_full_loop() {
-            Box::pin(tracing::Instrument::instrument(
-                self.run_general(request, record_on),
-                span,
-            ))
+            in_span(self.run_general(request, span.clone()), span)
         } else {
-            Box::pin(tracing::Instrument::instrument(
-                self.run(Some(request), record_on),
-                span,
-            ))
+            in_span(self.run(Some(request), span.clone()), span)
         }
     }
 
     fn connections_opened(&self) -> Option<u64> {
         self.shared.inner.connections_opened()
+    }
+}
+
+/// Boxes a request future, entering `span` on every poll — or bare when the
+/// span is disabled (no subscriber interested): no `Instrumented` wrapper to
+/// enter a span that is not there.
+fn in_span<'a, F>(
+    fut: F,
+    span: tracing::Span,
+) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>
+where
+    F: Future<Output = Result<Response, Error>> + Send + 'a,
+{
+    if span.is_disabled() {
+        Box::pin(fut)
+    } else {
+        Box::pin(tracing::Instrument::instrument(fut, span))
     }
 }
 
