@@ -446,6 +446,13 @@ async fn permit_wait_and_retry_info_through_the_chain() {
     use httpclient_pool::Jitter;
 
     let ms = Duration::from_millis;
+    // A 200 that took `attempts` with `backoff` between them, and whose
+    // (last) permit waited `wait` — one permit, so the total is the same.
+    let assert_records = |resp: &httpclient_core::Response, attempts, backoff, wait| {
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.retry_info(), Some(&RetryInfo { attempts, backoff }));
+        assert_eq!(resp.permit_wait(), Some(&PermitWait { wait, total: wait }));
+    };
     let quota = || Quota::per_second(4).unwrap().burst(1).unwrap(); // 250 ms apart
     let policy = || {
         RetryPolicy::builder()
@@ -467,23 +474,9 @@ async fn permit_wait_and_retry_info_through_the_chain() {
     limited.send("http://api.test/warm").await.unwrap();
     mock.push(Behavior::status(503));
     let resp = pool.send("http://api.test/x").await.unwrap();
-    assert_eq!(resp.status(), 200);
     // Attempt 1 waited 250 ms, got a 503; 100 ms backoff; attempt 2 waited
     // the 150 ms left until its permit.
-    assert_eq!(
-        resp.retry_info(),
-        Some(&RetryInfo {
-            attempts: 2,
-            backoff: ms(100)
-        })
-    );
-    assert_eq!(
-        resp.permit_wait(),
-        Some(&PermitWait {
-            wait: ms(150),
-            total: ms(150)
-        })
-    );
+    assert_records(&resp, 2, ms(100), ms(150));
     assert!(resp.extensions().is_empty(), "records are fields now");
 
     // Limiter outside the pool.
@@ -497,19 +490,5 @@ async fn permit_wait_and_retry_info_through_the_chain() {
     limited.send("http://api.test/warm").await.unwrap();
     mock.push(Behavior::status(503));
     let resp = limited.send("http://api.test/x").await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.retry_info(),
-        Some(&RetryInfo {
-            attempts: 2,
-            backoff: ms(100)
-        })
-    );
-    assert_eq!(
-        resp.permit_wait(),
-        Some(&PermitWait {
-            wait: ms(250),
-            total: ms(250)
-        })
-    );
+    assert_records(&resp, 2, ms(100), ms(250));
 }

@@ -481,6 +481,16 @@ impl httpclient_core::Driver for Queued {
     }
 }
 
+/// A health check of `http://db:8080` every `interval`, no jitter, one
+/// failure down and one success up.
+fn db_check(interval: Duration) -> HealthCheck {
+    HealthCheck::builder(["http://db:8080"], interval)
+        .jitter(0.0)
+        .thresholds(1, 1)
+        .build()
+        .unwrap()
+}
+
 fn probed(pool: &ConnectionPool<Queued>) -> httpclient_pool::HostHealth {
     pool.host_health(&Origin::parse("http://db:8080").unwrap())
         .expect("tracked host")
@@ -496,11 +506,7 @@ async fn time_queued_in_an_inner_layer_does_not_fail_a_probe() {
         inner: mock.clone(),
         queue: Some(Duration::from_millis(500)),
     });
-    let check = HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
-        .jitter(0.0)
-        .thresholds(1, 1)
-        .build()
-        .unwrap();
+    let check = db_check(Duration::from_millis(100));
     assert_eq!(check.timeout(), Duration::from_millis(100));
     pool.enable_health_check_with(check).unwrap();
     sleep(secs(3.05)).await;
@@ -523,14 +529,8 @@ async fn time_queued_in_an_inner_layer_does_not_fail_a_probe() {
         inner: slow,
         queue: Some(Duration::from_millis(500)),
     });
-    pool.enable_health_check_with(
-        HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
-            .jitter(0.0)
-            .thresholds(1, 1)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    pool.enable_health_check_with(db_check(Duration::from_millis(100)))
+        .unwrap();
     sleep(secs(0.65)).await; // queued 0.5, sent, timed out at 0.6
     let h = probed(&pool);
     assert_eq!(h.state, HostState::Down(DownCause::Probes));
@@ -547,14 +547,8 @@ async fn a_probe_held_forever_by_an_inner_layer_is_inconclusive() {
         inner: mock.clone(),
         queue: None,
     });
-    pool.enable_health_check_with(
-        HealthCheck::builder(["http://db:8080"], Duration::from_millis(100))
-            .jitter(0.0)
-            .thresholds(1, 1)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    pool.enable_health_check_with(db_check(Duration::from_millis(100)))
+        .unwrap();
     // Safety bound: 10 × max(100 ms, 100 ms) = 1 s per round.
     sleep(secs(5.5)).await;
     let h = probed(&pool);
@@ -637,11 +631,7 @@ async fn health_checks_enabled_between_execute_and_the_first_poll_still_gate_the
         .build()
         .unwrap();
     let fut = httpclient_core::Driver::execute(&pool, request);
-    let check = HealthCheck::builder(["http://db:8080"], Duration::from_secs(1))
-        .jitter(0.0)
-        .thresholds(1, 1)
-        .build()
-        .unwrap();
+    let check = db_check(Duration::from_secs(1));
     pool.enable_health_check_with(check).unwrap();
     sleep(secs(0.5)).await;
     assert_eq!(
