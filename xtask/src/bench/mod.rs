@@ -292,7 +292,10 @@ impl BenchCtx {
         }
 
         let started = Instant::now();
-        let order = stats::abba_order(self.config.pairs);
+        let pairs = cmp
+            .max_pairs
+            .map_or(self.config.pairs, |m| m.min(self.config.pairs));
+        let order = stats::abba_order(pairs);
         // Per pair: each side's slices of that pair, summed.
         let mut a_res = Vec::with_capacity(order.len());
         let mut b_res = Vec::with_capacity(order.len());
@@ -445,6 +448,9 @@ pub struct Comparison {
     pub baseline_name: String,
     /// Requests per slice; `None` uses the configured default.
     pub slice_requests: Option<usize>,
+    /// At most this many ABBA pairs (for slices so long that the configured
+    /// count would take too long); `None`: the configured count.
+    pub max_pairs: Option<usize>,
     /// Bound on the median `rps(A)/rps(B)` ratio, judged on its interval.
     pub rps_threshold: Option<Threshold>,
     /// Bound on the `cpu_per_req(A)/cpu_per_req(B)` ratio.
@@ -460,6 +466,7 @@ impl Comparison {
             scenario: scenario.into(),
             baseline_name: baseline_name.into(),
             slice_requests: None,
+            max_pairs: None,
             rps_threshold: None,
             cpu_threshold: None,
             notes: String::new(),
@@ -469,6 +476,12 @@ impl Comparison {
     /// Sets the requests per slice.
     pub fn slice_requests(mut self, n: usize) -> Self {
         self.slice_requests = Some(n.max(1));
+        self
+    }
+
+    /// Caps the number of ABBA pairs (the configured count when lower).
+    pub fn max_pairs(mut self, n: usize) -> Self {
+        self.max_pairs = Some(n.max(2));
         self
     }
 
