@@ -58,8 +58,8 @@ pub const BATCH_SIZE: usize = 20_000;
 /// At most this many ABBA pairs for those scenarios (the verdict minimum).
 pub const BATCH_PAIRS: usize = crate::stats::MIN_GATED_PAIRS;
 
-/// Slice size of the batch-over-a-real-driver scenarios.
-fn batch_slice_size(ctx: &super::BenchCtx, c: usize) -> usize {
+/// Slice size of the batch-over-a-real-driver scenarios (and the chain's).
+pub(super) fn batch_slice_size(ctx: &super::BenchCtx, c: usize) -> usize {
     if ctx.config().quick {
         ctx.config().slice_for(c)
     } else {

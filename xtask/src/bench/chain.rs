@@ -11,6 +11,8 @@
 //!   body too and keeps nothing, so both sides do the same work minus the
 //!   layers. Metric `rps`, threshold ratio >= 0.93: the price of batch +
 //!   retries + exact rate limiting together when nothing goes wrong.
+//!   Slices are 20,000 requests long, like the batch scenarios' (see
+//!   [`super::batch`] for why short slices mismeasure a batch).
 //!
 //! Why the limiter cannot bind here: this scenario measures overhead, not
 //! pacing (the `ratelimit/*` scenarios measure pacing). A quota the server
@@ -84,7 +86,8 @@ fn reqwest_c64() -> Scenario {
             id,
             "plain reqwest (driver's client settings) + buffered(64)",
         )
-        .slice_requests(ctx.config().slice_for(C))
+        .slice_requests(super::batch::batch_slice_size(&ctx, C))
+        .max_pairs(super::batch::BATCH_PAIRS)
         .rps_threshold(RPS_THRESHOLD)
         .notes(format!(
             "GET / -> 200 \"ok\", bodies read fully; candidate: BatchExecutor({C} workers, execute_iter, results consumed as they arrive) > ConnectionPool(default RetryPolicy) > RateLimitedExecutor({UNREACHABLE_RATE}/s, burst {UNREACHABLE_BURST}) > ReqwestDriver"
