@@ -164,6 +164,10 @@ fn one_percent_panics_are_contained_counted_and_the_executor_reusable() {
             "{ps:?}"
         );
         assert_eq!(ps.succeeded, 1_980, "{ps:?}");
+        // ...and the pool counts the panics as the batch does: failures of
+        // kind "panicked", not cancellations.
+        assert_eq!((ps.failed, ps.cancelled), (20, 0), "{ps:?}");
+        assert_eq!(ps.failures_by_kind.get("panicked"), Some(&20), "{ps:?}");
         let ls = pool.inner().stats();
         assert_eq!(ls.in_flight, 0, "{ls:?}");
         assert_eq!(ls.limiter.granted, 2_000);

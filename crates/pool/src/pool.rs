@@ -248,7 +248,10 @@ impl<D: Driver> PoolBuilder<D> {
 }
 
 /// How one request's life ended, for the counters. Dropped without
-/// `finish` (the future was cancelled) it counts as cancelled.
+/// `finish` it counts as cancelled (the future was dropped) — or, when the
+/// drop is a panic unwinding out of the inner driver, as failed with kind
+/// `"panicked"`, so a layer above that contains the panic (a
+/// `BatchExecutor` reports it in the request's slot) and the pool agree.
 struct RequestGuard<'a> {
     counters: &'a Counters,
     finished: bool,
@@ -270,7 +273,12 @@ impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         if !self.finished {
-            inc(&self.counters.cancelled);
+            if std::thread::panicking() {
+                inc(&self.counters.failed);
+                self.counters.add_failure_kind("panicked");
+            } else {
+                inc(&self.counters.cancelled);
+            }
         }
     }
 }

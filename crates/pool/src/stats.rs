@@ -3,8 +3,9 @@
 //! The Go pool counts attempts once per call but failures once per attempt,
 //! so its success rate goes negative. Here every counter has one meaning:
 //! `requests` counts calls to `execute`; each call ends in exactly one of
-//! `succeeded`, `failed` or `cancelled` (its future was dropped) or is
-//! still `in_flight`; `attempts` counts what reached the driver, one per
+//! `succeeded`, `failed` (a panic out of the inner driver is a failure of
+//! kind `"panicked"`) or `cancelled` (its future was dropped) or is still
+//! `in_flight`; `attempts` counts what reached the driver, one per
 //! attempt; probes and warm-up requests are counted apart, so they never
 //! dilute the traffic figures.
 
@@ -117,7 +118,8 @@ pub struct PoolStats {
     pub succeeded: u64,
     /// Requests that ended with an error, or with a 5xx / retryable status.
     pub failed: u64,
-    /// Requests whose future was dropped before they ended.
+    /// Requests whose future was dropped before they ended (a panic out of
+    /// the inner driver counts in `failed` instead, kind `"panicked"`).
     pub cancelled: u64,
     /// Requests running now (a gauge; not reset).
     pub in_flight: u64,

@@ -813,3 +813,27 @@ async fn a_retry_after_the_inline_first_attempt_resends_the_same_request() {
         (1, 3, 2, 1)
     );
 }
+
+/// A panic out of the inner driver is a failed request of kind
+/// `"panicked"` (what a `BatchExecutor` above reports in its slot), not a
+/// cancellation, and the pool stays usable.
+#[tokio::test(start_paused = true)]
+async fn a_driver_panic_counts_as_a_panicked_failure_not_a_cancellation() {
+    use futures_util::FutureExt as _;
+    let mock = MockDriver::new().default_behavior(Behavior::ok());
+    mock.push(Behavior::panic("driver bug"));
+    let pool = pool_with(&mock, RetryPolicy::default());
+
+    let caught = std::panic::AssertUnwindSafe(pool.send("http://api/x"))
+        .catch_unwind()
+        .await;
+    assert!(caught.is_err(), "the panic propagates to the caller");
+    let s = pool.stats();
+    assert_eq!((s.requests, s.failed, s.cancelled, s.in_flight), (1, 1, 0, 0));
+    assert_eq!(s.failures_by_kind.get("panicked"), Some(&1));
+
+    let resp = pool.send("http://api/x").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let s = pool.stats();
+    assert_eq!((s.requests, s.succeeded, s.failed, s.cancelled), (2, 1, 1, 0));
+}
