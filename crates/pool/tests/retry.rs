@@ -829,11 +829,17 @@ async fn a_driver_panic_counts_as_a_panicked_failure_not_a_cancellation() {
         .await;
     assert!(caught.is_err(), "the panic propagates to the caller");
     let s = pool.stats();
-    assert_eq!((s.requests, s.failed, s.cancelled, s.in_flight), (1, 1, 0, 0));
+    assert_eq!(
+        (s.requests, s.failed, s.cancelled, s.in_flight),
+        (1, 1, 0, 0)
+    );
     assert_eq!(s.failures_by_kind.get("panicked"), Some(&1));
 
     let resp = pool.send("http://api/x").await.unwrap();
     assert_eq!(resp.status(), 200);
     let s = pool.stats();
-    assert_eq!((s.requests, s.succeeded, s.failed, s.cancelled), (2, 1, 1, 0));
+    assert_eq!(
+        (s.requests, s.succeeded, s.failed, s.cancelled),
+        (2, 1, 1, 0)
+    );
 }
