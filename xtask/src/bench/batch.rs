@@ -8,14 +8,7 @@
 //!   baseline `(status, headers, body)` collected into a `Vec` — an ordered
 //!   batch holds its results, and dropping them is part of the job) and
 //!   count 200s. Threshold: `rps` ratio >= 0.97. A slice is the issue's
-//!   batch of [`BATCH_SIZE`] = 20,000 GETs (`--quick`: the default slice),
-//!   with at most [`BATCH_PAIRS`] pairs so the scenario stays near a minute:
-//!   with 2,000-request slices a 256-worker batch is only 8 waves long, and
-//!   the ramp-up and drain at each end dominated: the same code measured
-//!   0.89-0.91 with 2,000-request slices and 0.99-1.06 with 8,000 (the batch
-//!   keeps every worker busy until its input runs out, while `buffered`
-//!   stalls behind its oldest request; we did not pin down why that favours
-//!   the baseline in short slices).
+//!   batch of N = 20,000 GETs ([`super::BenchConfig::issue_slice`]).
 //! * `batch/isahc/c{16,64,256}` — the same over `IsahcDriver` vs plain isahc
 //!   (identically configured `HttpClient`).
 //! * `batch/over-driver/reqwest-c64` — informative, no threshold: the batch
@@ -45,27 +38,11 @@ use httpclient_core::{Driver, Error, Request, Response, async_trait};
 
 use super::driver::{plain_isahc_client, reqwest_baseline_client};
 use super::load::{REQUEST_TIMEOUT, measure};
-use super::{BenchError, Comparison, Record, Scenario};
+use super::{BenchError, Comparison, ISSUE_JOB_PAIRS, Record, Scenario};
 use crate::stats::{self, Threshold};
 
 /// Worker counts (= the baseline's `buffered(C)`).
 pub const CONCURRENCIES: [usize; 3] = [16, 64, 256];
-
-/// Requests per ordered batch (one slice) of `batch/reqwest/*`,
-/// `batch/isahc/*` and `batch/over-driver/*`: the issue's N.
-pub const BATCH_SIZE: usize = 20_000;
-
-/// At most this many ABBA pairs for those scenarios (the verdict minimum).
-pub const BATCH_PAIRS: usize = crate::stats::MIN_GATED_PAIRS;
-
-/// Slice size of the batch-over-a-real-driver scenarios (and the chain's).
-pub(super) fn batch_slice_size(ctx: &super::BenchCtx, c: usize) -> usize {
-    if ctx.config().quick {
-        ctx.config().slice_for(c)
-    } else {
-        BATCH_SIZE
-    }
-}
 
 /// Minimum `rps(batch) / rps(plain client)` over a real driver.
 pub const DRIVER_RPS_THRESHOLD: Threshold = Threshold::AtLeast(0.97);
@@ -101,8 +78,8 @@ fn over_driver_scenario() -> Scenario {
             id,
             "the same ReqwestDriver, bare buffered(64), results collected",
         )
-        .slice_requests(batch_slice_size(&ctx, c))
-        .max_pairs(BATCH_PAIRS)
+        .slice_requests(ctx.config().issue_slice(c))
+        .max_pairs(ISSUE_JOB_PAIRS)
         .notes("informative: the executor's own cost over a real driver");
         ctx.compare(
             &cmp,
@@ -225,8 +202,8 @@ fn reqwest_scenario(c: usize) -> Scenario {
         let exec = BatchExecutor::new(driver, c)?;
         let plain = reqwest_baseline_client()?;
         let cmp = Comparison::new(&id, "plain reqwest (driver's client settings) + buffered(C)")
-            .slice_requests(batch_slice_size(&ctx, c))
-        .max_pairs(BATCH_PAIRS)
+            .slice_requests(ctx.config().issue_slice(c))
+        .max_pairs(ISSUE_JOB_PAIRS)
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
                 "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over ReqwestDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"
@@ -250,8 +227,8 @@ fn isahc_scenario(c: usize) -> Scenario {
         let exec = BatchExecutor::new(driver, c)?;
         let plain = plain_isahc_client()?;
         let cmp = Comparison::new(&id, "plain isahc (same HttpClient settings) + buffered(C)")
-            .slice_requests(batch_slice_size(&ctx, c))
-        .max_pairs(BATCH_PAIRS)
+            .slice_requests(ctx.config().issue_slice(c))
+        .max_pairs(ISSUE_JOB_PAIRS)
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
                 "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over IsahcDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"

@@ -12,7 +12,8 @@
 //!   layers. Metric `rps`, threshold ratio >= 0.93: the price of batch +
 //!   retries + exact rate limiting together when nothing goes wrong.
 //!   Slices are 20,000 requests long, like the batch scenarios' (see
-//!   [`super::batch`] for why short slices mismeasure a batch).
+//!   [`super::BenchConfig::issue_slice`] for why short slices mismeasure a
+//!   batch).
 //!
 //! Why the limiter cannot bind here: this scenario measures overhead, not
 //! pacing (the `ratelimit/*` scenarios measure pacing). A quota the server
@@ -86,8 +87,8 @@ fn reqwest_c64() -> Scenario {
             id,
             "plain reqwest (driver's client settings) + buffered(64)",
         )
-        .slice_requests(super::batch::batch_slice_size(&ctx, C))
-        .max_pairs(super::batch::BATCH_PAIRS)
+        .slice_requests(ctx.config().issue_slice(C))
+        .max_pairs(super::ISSUE_JOB_PAIRS)
         .rps_threshold(RPS_THRESHOLD)
         .notes(format!(
             "GET / -> 200 \"ok\", bodies read fully; candidate: BatchExecutor({C} workers, execute_iter, results consumed as they arrive) > ConnectionPool(default RetryPolicy) > RateLimitedExecutor({UNREACHABLE_RATE}/s, burst {UNREACHABLE_BURST}) > ReqwestDriver"

@@ -6,7 +6,7 @@
 //!   same `buffered(64)` loop reading every body. The pool's cost on the
 //!   happy path: policy lookup, a request clone per attempt (kept for a
 //!   possible retry), the budget deposit, counters. Metric `rps`, threshold
-//!   ratio >= 0.97.
+//!   ratio >= 0.97; slices of the issue's N = 20,000 requests.
 //! * `pool/resets-20pct` — absolute: 20,000 GETs at concurrency 64 through
 //!   the pool (5 retries, budget ratio 0.5, backoff 10 ms doubling up to
 //!   200 ms, full jitter) against `/?fault=reset_mid_body&fault_pct=20`
@@ -57,7 +57,8 @@ fn reqwest_c64() -> Scenario {
             .build()?;
         let plain = driver()?;
         let cmp = Comparison::new(id, "bare ReqwestDriver (same settings)")
-            .slice_requests(ctx.config().slice_for(C))
+            .slice_requests(ctx.config().issue_slice(C))
+            .max_pairs(super::ISSUE_JOB_PAIRS)
             .rps_threshold(RPS_THRESHOLD)
             .notes(format!(
                 "GET / -> 200 \"ok\", buffered({C}), bodies read fully; pool with 5 retries, default budget, no health checks"
