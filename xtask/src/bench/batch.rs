@@ -38,7 +38,7 @@ use httpclient_core::{Driver, Error, Request, Response, async_trait};
 
 use super::driver::{plain_isahc_client, reqwest_baseline_client};
 use super::load::{REQUEST_TIMEOUT, measure};
-use super::{BenchError, Comparison, ISSUE_JOB_PAIRS, Record, Scenario};
+use super::{BenchError, Comparison, Record, Scenario};
 use crate::stats::{self, Threshold};
 
 /// Worker counts (= the baseline's `buffered(C)`).
@@ -78,8 +78,7 @@ fn over_driver_scenario() -> Scenario {
             id,
             "the same ReqwestDriver, bare buffered(64), results collected",
         )
-        .slice_requests(ctx.config().issue_slice(c))
-        .max_pairs(ISSUE_JOB_PAIRS)
+        .issue_job(ctx.config(), c)
         .notes("informative: the executor's own cost over a real driver");
         ctx.compare(
             &cmp,
@@ -202,8 +201,7 @@ fn reqwest_scenario(c: usize) -> Scenario {
         let exec = BatchExecutor::new(driver, c)?;
         let plain = reqwest_baseline_client()?;
         let cmp = Comparison::new(&id, "plain reqwest (driver's client settings) + buffered(C)")
-            .slice_requests(ctx.config().issue_slice(c))
-        .max_pairs(ISSUE_JOB_PAIRS)
+            .issue_job(ctx.config(), c)
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
                 "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over ReqwestDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"
@@ -227,8 +225,7 @@ fn isahc_scenario(c: usize) -> Scenario {
         let exec = BatchExecutor::new(driver, c)?;
         let plain = plain_isahc_client()?;
         let cmp = Comparison::new(&id, "plain isahc (same HttpClient settings) + buffered(C)")
-            .slice_requests(ctx.config().issue_slice(c))
-        .max_pairs(ISSUE_JOB_PAIRS)
+            .issue_job(ctx.config(), c)
             .rps_threshold(DRIVER_RPS_THRESHOLD)
             .notes(format!(
                 "each slice is one ordered execute_batch of n GETs / -> 200 \"ok\" over IsahcDriver, {c} workers; baseline buffered({c}) collecting (status, headers, body) in order; bodies read fully"

@@ -87,8 +87,7 @@ fn reqwest_c64() -> Scenario {
             id,
             "plain reqwest (driver's client settings) + buffered(64)",
         )
-        .slice_requests(ctx.config().issue_slice(C))
-        .max_pairs(super::ISSUE_JOB_PAIRS)
+        .issue_job(ctx.config(), C)
         .rps_threshold(RPS_THRESHOLD)
         .notes(format!(
             "GET / -> 200 \"ok\", bodies read fully; candidate: BatchExecutor({C} workers, execute_iter, results consumed as they arrive) > ConnectionPool(default RetryPolicy) > RateLimitedExecutor({UNREACHABLE_RATE}/s, burst {UNREACHABLE_BURST}) > ReqwestDriver"

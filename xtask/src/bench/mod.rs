@@ -221,7 +221,8 @@ impl BenchConfig {
     /// a 256-worker batch is only 8 waves long, and the ramp-up and drain at
     /// each end dominated — the same code measured 0.89-0.91 of
     /// `buffered(256)` with 2,000-request slices and 0.99-1.06 with 8,000
-    /// (the batch keeps every worker busy until its input runs out, while
+    /// in a scratch harness that alternates the two sides like this one (the
+    /// batch keeps every worker busy until its input runs out, while
     /// `buffered` stalls behind its oldest request; we did not pin down why
     /// that favours the baseline in short slices).
     pub fn issue_slice(&self, concurrency: usize) -> usize {
@@ -510,6 +511,13 @@ impl Comparison {
     pub fn max_pairs(mut self, n: usize) -> Self {
         self.max_pairs = Some(n.max(2));
         self
+    }
+
+    /// One slice per job of the size the issue names
+    /// ([`BenchConfig::issue_slice`]), at most [`ISSUE_JOB_PAIRS`] pairs.
+    pub fn issue_job(self, config: &BenchConfig, concurrency: usize) -> Self {
+        self.slice_requests(config.issue_slice(concurrency))
+            .max_pairs(ISSUE_JOB_PAIRS)
     }
 
     /// Sets the threshold on the throughput ratio.

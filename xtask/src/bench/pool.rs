@@ -57,8 +57,7 @@ fn reqwest_c64() -> Scenario {
             .build()?;
         let plain = driver()?;
         let cmp = Comparison::new(id, "bare ReqwestDriver (same settings)")
-            .slice_requests(ctx.config().issue_slice(C))
-            .max_pairs(super::ISSUE_JOB_PAIRS)
+            .issue_job(ctx.config(), C)
             .rps_threshold(RPS_THRESHOLD)
             .notes(format!(
                 "GET / -> 200 \"ok\", buffered({C}), bodies read fully; pool with 5 retries, default budget, no health checks"

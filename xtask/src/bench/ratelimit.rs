@@ -21,7 +21,7 @@
 //!   smallest gap between releases.
 //! * `ratelimit/acquire` — uncontended `Limiter::acquire` with permits
 //!   always available: CPU ns per call, median of runs (wall-clock in the
-//!   notes; see [`acquire_overhead`] for why CPU time).
+//!   notes; see `acquire_overhead` below for why CPU time).
 //! * `ratelimit/noop` — `RateLimitedExecutor` over a no-op driver with
 //!   permits always available: permits per CPU-second, sequential calls
 //!   (wall-clock rate in the notes).
