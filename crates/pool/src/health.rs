@@ -595,6 +595,22 @@ impl HostEntry {
         }
     }
 
+    /// Whether a request arriving at `at` (`None`: beyond any instant)
+    /// would certainly be turned away: the host is down, and either the
+    /// checker owns its way back up or its cool-down ends later than that.
+    /// Without side effects (unlike [`HostEntry::admit`]); a half-open host
+    /// is not certain either way.
+    pub(crate) fn surely_rejects_at(&self, at: Option<Instant>) -> bool {
+        if !self.not_up.load(Ordering::Acquire) {
+            return false;
+        }
+        let st = lock(&self.state);
+        match st.status {
+            Status::Down { until, .. } => st.probed || at.is_none_or(|at| at < until),
+            _ => false,
+        }
+    }
+
     /// May a request go to this host now?
     pub(crate) fn admit(self: &Arc<Self>, now: Instant) -> Admit {
         if !self.not_up.load(Ordering::Acquire) {

@@ -83,6 +83,12 @@
 //! * An attempt still running at the total deadline is dropped (the driver
 //!   abandons it) and the request ends with
 //!   [`Error::DeadlineExceeded`](httpclient_core::Error::DeadlineExceeded).
+//! * After more than one attempt, whatever error ends a request (the
+//!   deadline, a fail-fast `Retry-After`, a host marked down, a stop, the
+//!   last attempt's own error) comes back as
+//!   [`Error::RetriesExhausted`](httpclient_core::Error::RetriesExhausted)
+//!   `{ attempts, last }`, with that error as `last`; a request that made one
+//!   attempt gets its error bare.
 //!
 //! ## Timeouts
 //!

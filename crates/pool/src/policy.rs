@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use httpclient_core::http::StatusCode;
-use httpclient_core::{ConfigError, MAX_RETRY_AFTER};
+use httpclient_core::{ConfigError, Error, MAX_RETRY_AFTER};
 
 /// The most retries a policy may ask for. Beyond a handful, the retry
 /// budget and the total deadline decide anyway; a larger number is almost
@@ -181,7 +181,8 @@ impl RetryPolicyBuilder {
 
     /// The longest `Retry-After` the pool will sleep for (default 30 s).
     /// A longer one fails fast with
-    /// [`httpclient_core::Error::HttpStatus`] `{ status, retry_after }`.
+    /// [`httpclient_core::Error::HttpStatus`] `{ status, retry_after }`
+    /// (inside `RetriesExhausted` when earlier attempts were made).
     pub fn max_retry_after(mut self, d: Duration) -> Self {
         self.max_retry_after = d;
         self
@@ -325,6 +326,17 @@ impl RetryPolicy {
     /// The `Retry-After` cap.
     pub fn max_retry_after(&self) -> Duration {
         self.0.max_retry_after
+    }
+
+    /// Whether an error is worth retrying under this policy: core's
+    /// [`Error::is_retryable`], except that a status an inner layer turned
+    /// into [`Error::HttpStatus`] is judged by this policy's retryable
+    /// statuses, exactly as the same status in a response would be.
+    pub(crate) fn is_retry_error(&self, err: &Error) -> bool {
+        match err {
+            Error::HttpStatus { status, .. } => self.is_retry_status(*status),
+            _ => err.is_retryable(),
+        }
     }
 
     /// Whether `status` is one of the retryable statuses.

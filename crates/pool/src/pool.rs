@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use httpclient_core::ext::RetryInfo;
@@ -702,7 +703,7 @@ impl<D: Driver> ConnectionPool<D> {
                     // decision.
                     let done = match &outcome {
                         Ok(resp) => !policy.is_retry_status(resp.status()),
-                        Err(err) => !err.is_retryable(),
+                        Err(err) => !policy.is_retry_error(err),
                     };
                     if done {
                         // Finished here, in place: the response is stamped
@@ -824,8 +825,6 @@ impl<D: Driver> ConnectionPool<D> {
                     if stopped {
                         return (outcome, st.attempt, st.backoff);
                     }
-                    // Counted once the retry really goes ahead.
-                    inc(&c.retries);
                     last = Some(outcome);
                 }
                 let (attempt, backoff) = (st.attempt, st.backoff);
@@ -883,6 +882,10 @@ impl<D: Driver> ConnectionPool<D> {
                     }
                     if attempt == 0 {
                         s.deposit();
+                    } else {
+                        // Counted once the retry really goes out: past the
+                        // health gate and the per-host slot.
+                        inc(&c.retries);
                     }
                     self.send(req, attempt + 1)
                 };
@@ -952,7 +955,7 @@ impl<D: Driver> ConnectionPool<D> {
                 retry_after_from_headers(resp.headers(), (s.wall_clock)())
             }
             Err(err) => {
-                if !err.is_retryable() {
+                if !policy.is_retry_error(err) {
                     return Step::Done(outcome);
                 }
                 // Safe to resend: retry-safe, or provably never sent.
@@ -987,6 +990,16 @@ impl<D: Driver> ConnectionPool<D> {
             Some(d) => d,
             None => policy.backoff(st.attempt, &mut lock(&s.rng)),
         };
+        // A host that this very outcome (or other traffic) marked down, and
+        // that will still be down when the backoff ends: fail fast now
+        // instead of sleeping for a retry that would not be sent, and keep
+        // the budget for hosts that can use it.
+        if let Some(e) = &st.entry {
+            if e.surely_rejects_at(Instant::now().checked_add(delay)) {
+                inc(&c.unhealthy_rejected);
+                return Step::Done(outcome);
+            }
+        }
         if st.deadline.is_some_and(|d| Instant::now() + delay >= d) {
             inc(&c.deadline_exceeded);
             return Step::Done(outcome);
@@ -1350,17 +1363,24 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
             .timeout(check.timeout())
             .build()
         {
-            Ok(req) => match tokio::time::timeout(bound, shared.inner.execute(req)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::debug!(
-                        origin = %entry.origin,
-                        bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
-                        "health probe inconclusive: inner layers held it past the safety bound"
-                    );
-                    return;
+            Ok(req) => {
+                // A driver that panics fails the probe; it must not end the
+                // checker, or a host it marked down would stay down for good.
+                let call = std::panic::AssertUnwindSafe(async { shared.inner.execute(req).await })
+                    .catch_unwind();
+                match tokio::time::timeout(bound, call).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(payload)) => Err(Error::from_panic(payload)),
+                    Err(_) => {
+                        tracing::debug!(
+                            origin = %entry.origin,
+                            bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+                            "health probe inconclusive: inner layers held it past the safety bound"
+                        );
+                        return;
+                    }
                 }
-            },
+            }
             Err(e) => Err(e),
         };
         let (healthy, error) = match &outcome {

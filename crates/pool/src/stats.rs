@@ -134,8 +134,10 @@ pub struct PoolStats {
     pub retries_exhausted: u64,
     /// Retries refused because `Retry-After` exceeded the policy's cap.
     pub retry_after_too_long: u64,
-    /// Maybe-sent failures of requests that are not retry-safe (returned
-    /// without a retry because the server may have applied them).
+    /// Failures returned without a retry because resending was not safe:
+    /// a maybe-sent failure or a retryable status of a request that is not
+    /// retry-safe, or any retryable failure of a request whose body cannot
+    /// be replayed (a stream).
     pub not_retried_unsafe: u64,
     /// Requests ended by the total deadline (during an attempt, or because
     /// the next backoff would have ended past it).

@@ -9,7 +9,8 @@ use httpclient_core::http::Method;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use httpclient_core::{DriverExt, Error, Origin};
 use httpclient_pool::{
-    ConnectionPool, DownCause, HealthCheck, HostState, OutlierDetection, RetryPolicy,
+    ConnectionPool, DownCause, HealthCheck, HostState, Jitter, OutlierDetection, RetryBudget,
+    RetryPolicy,
 };
 use tokio::time::{Instant, sleep};
 
@@ -348,7 +349,147 @@ async fn retries_stop_when_the_host_is_ejected_mid_request() {
         "the last real error, not a made-up one: {err:?}"
     );
     assert_eq!(mock.call_count(), 2);
-    assert_eq!(pool.stats().unhealthy_rejected, 1);
+    let st = pool.stats();
+    assert_eq!(st.unhealthy_rejected, 1);
+    // No phantom retry: the second failure ejected the host, so the pool
+    // gave up at once instead of sleeping and counting a retry it never sent.
+    assert_eq!((st.attempts, st.retries), (2, 1), "{st:?}");
+    assert_eq!(st.attempts, st.requests + st.retries);
+}
+
+fn ten_second_backoff() -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_retries(3)
+        .base_delay(Duration::from_secs(10))
+        .max_delay(Duration::from_secs(10))
+        .jitter(Jitter::Off)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_ejected_by_this_failure_fails_fast_without_a_phantom_backoff() {
+    let mock = MockDriver::new().default_behavior(Behavior::status(503));
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(ten_second_backoff())
+        .retry_budget(RetryBudget::unlimited())
+        .outlier_detection(OutlierDetection::new(1, Duration::from_secs(60)).unwrap())
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let resp = pool.send("http://svc/x").await.unwrap();
+    assert_eq!(resp.status(), 503, "the real answer comes back");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::ZERO,
+        "no 10 s sleep for a retry that cannot be sent"
+    );
+    let info = *resp.retry_info().unwrap();
+    assert_eq!((info.attempts, info.backoff), (1, Duration::ZERO));
+    let st = pool.stats();
+    assert_eq!(
+        (st.attempts, st.retries, st.unhealthy_rejected),
+        (1, 0, 1),
+        "{st:?}"
+    );
+    assert_eq!(mock.call_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_longer_than_the_cool_down_is_still_waited_for() {
+    // Ejected for 5 s, told to come back in 30: by then the host is out of
+    // its cool-down and the retry is the half-open trial — worth the wait.
+    let mock = MockDriver::new();
+    mock.push(Behavior::status(503).header("retry-after", "30"));
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_budget(RetryBudget::unlimited())
+        .outlier_detection(OutlierDetection::new(1, Duration::from_secs(5)).unwrap())
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let resp = pool.send("http://svc/x").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    assert_eq!(mock.call_count(), 2);
+    assert_eq!(state(&pool, "http://svc/"), HostState::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_down_host_does_not_spend_the_retry_budget_of_healthy_ones() {
+    // The bad host answers 503 (and is ejected for it); the good one is
+    // refused once by an inner limiter — retryable, and no mark against the
+    // host — then answers.
+    let mock = MockDriver::new().handler(|_, n| match n {
+        0 => Behavior::status(503),
+        1 => Behavior::fail(|| Error::RateLimited {
+            reason: httpclient_core::RateLimitReason::WouldWait,
+            retry_after: None,
+        }),
+        _ => Behavior::ok(),
+    });
+    // Ratio 0 and a floor of 1 per second: exactly one retry per window.
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(
+            RetryPolicy::builder()
+                .base_delay(Duration::from_millis(10))
+                .jitter(Jitter::Off)
+                .build()
+                .unwrap(),
+        )
+        .retry_budget(RetryBudget::new(0.0, 1, Duration::from_secs(1)).unwrap())
+        .outlier_detection(OutlierDetection::new(1, Duration::from_secs(300)).unwrap())
+        .build()
+        .unwrap();
+    let bad = pool.send("http://bad/x").await.unwrap(); // ejected at its first failure
+    assert_eq!(bad.status(), 503);
+    let good = pool.send("http://good/x").await.unwrap(); // its one budgeted retry
+    assert_eq!(good.status(), 200);
+    assert_eq!(mock.call_count(), 3, "{:?}", mock.calls());
+    let st = pool.stats();
+    assert_eq!((st.retries, st.unhealthy_rejected), (1, 1), "{st:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_probe_fails_the_probe_and_keeps_the_checker_alive() {
+    let probe_no = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p = Arc::clone(&probe_no);
+    let mock = MockDriver::new().handler(move |req, _| {
+        if req.method() == Method::HEAD {
+            match p.fetch_add(1, Ordering::SeqCst) {
+                0 => Behavior::refused(),
+                1 => Behavior::panic("driver bug in a probe"),
+                _ => Behavior::ok(),
+            }
+        } else {
+            Behavior::ok()
+        }
+    });
+    let pool = ConnectionPool::new(mock.clone());
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db"], Duration::from_secs(1))
+            .jitter(0.0)
+            .thresholds(1, 1)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(Duration::from_secs(10)).await;
+    assert!(
+        pool.health_checker_running(),
+        "a probe's panic ended the checker"
+    );
+    assert!(probe_no.load(Ordering::SeqCst) >= 5, "probing went on");
+    assert_eq!(
+        state(&pool, "http://db/"),
+        HostState::Up,
+        "back up after the panic"
+    );
+    let st = pool.stats();
+    assert!(
+        st.probe_failures >= 2,
+        "the refusal and the panic both failed: {st:?}"
+    );
+    assert_eq!(pool.send("http://db/q").await.unwrap().status(), 200);
 }
 
 #[tokio::test(start_paused = true)]

@@ -843,3 +843,39 @@ async fn a_driver_panic_counts_as_a_panicked_failure_not_a_cancellation() {
         (2, 1, 1, 0)
     );
 }
+
+/// A status an inner layer turned into `Error::HttpStatus` is judged by the
+/// policy's retryable statuses, like the same status in a response.
+#[tokio::test(start_paused = true)]
+async fn an_inner_http_status_error_follows_the_policys_retry_statuses() {
+    let status_error = |status: u16| {
+        let status = httpclient_core::http::StatusCode::from_u16(status).unwrap();
+        Behavior::fail(move || Error::HttpStatus {
+            status,
+            retry_after: None,
+        })
+    };
+    let only = |statuses: [u16; 1]| {
+        RetryPolicy::builder()
+            .retry_statuses(statuses)
+            .jitter(Jitter::Off)
+            .build()
+            .unwrap()
+    };
+    // 502 is retryable by default, but not under a policy of [503] alone.
+    let mock = MockDriver::new().default_behavior(Behavior::ok());
+    mock.push(status_error(502));
+    let pool = pool_with(&mock, only([503]));
+    let err = pool.send("http://api/x").await.unwrap_err();
+    assert!(
+        matches!(err, Error::HttpStatus { status, .. } if status == 502),
+        "{err:?}"
+    );
+    assert_eq!(mock.call_count(), 1);
+    // 500 is not retryable by default, but is under a policy of [500].
+    let mock = MockDriver::new().default_behavior(Behavior::ok());
+    mock.push(status_error(500));
+    let pool = pool_with(&mock, only([500]));
+    assert_eq!(pool.send("http://api/x").await.unwrap().status(), 200);
+    assert_eq!(mock.call_count(), 2);
+}
