@@ -152,6 +152,13 @@ impl Sink {
     }
 }
 
+/// A stream that has been ready this many times in a row returns
+/// `Pending` once (waking itself at once), so a driver that never waits
+/// cannot starve the other tasks of a single-threaded executor. Rare enough
+/// to cost nothing measurable; tokio's own resources do the same with
+/// their cooperative budget.
+const YIELD_EVERY: u32 = 256;
+
 type AcquireFuture<'a> =
     Pin<Box<dyn Future<Output = Result<SemaphorePermit<'a>, AcquireError>> + Send + 'a>>;
 
@@ -174,12 +181,19 @@ struct Core<'a, D> {
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
     cancel_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    closing_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     abort_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     yielded: Counts,
     /// This batch's responses not yet published to the executor's stats.
     local: LocalStats<'a>,
     /// Loop iterations, to space out the token checks.
     ticks: u32,
+    /// Items yielded since this stream last returned `Pending`.
+    ready_streak: u32,
+    /// Whether the results go to `execute_batch`'s own loop, which polls
+    /// again at once (so a request started before an item is yielded is
+    /// polled right after): its start can reuse a clock reading.
+    polled_at_once: bool,
     finished: bool,
 }
 
@@ -242,6 +256,7 @@ where
         options: BatchOptions,
         mode: Mode,
         size: Option<usize>,
+        polled_at_once: bool,
     ) -> Self {
         let inner = exec.inner();
         let span = tracing::debug_span!(
@@ -268,10 +283,13 @@ where
                 deadline: None,
                 sleep: None,
                 cancel_wait: None,
+                closing_wait: None,
                 abort_wait: None,
                 yielded: Counts::default(),
                 local: LocalStats::new(&inner.shared.stats),
                 ticks: 0,
+                ready_streak: 0,
+                polled_at_once,
                 finished: false,
             },
             span,
@@ -309,8 +327,11 @@ where
         let mut unstarted = 0;
         if core.stop.is_some() {
             let iter = this.input.project().iter;
-            for _ in iter {
-                unstarted += 1;
+            // An iterator that says it is endless would never be drained.
+            if iter.size_hint().0 != usize::MAX {
+                for _ in iter {
+                    unstarted += 1;
+                }
             }
             core.inner.shared.stats.record_not_started(unstarted as u64);
         }
@@ -369,9 +390,20 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.start.is_none() {
             self.begin();
         }
+        // The caller may have cancelled the token while it held the last
+        // item: notice before anything more is sent.
+        self.check_token();
+        if self.ready_streak >= YIELD_EVERY {
+            // Ready this many times in a row (a driver that never waits):
+            // let the rest of the task's executor run — say, the task that
+            // would cancel this batch on a single-threaded runtime.
+            self.ready_streak = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             if let Some(item) = self.sink.pop() {
-                return Poll::Ready(Some(item));
+                return self.yield_item(item);
             }
             self.check_signals();
             if self.sink.has_ready() {
@@ -386,15 +418,16 @@ impl<'a, D: Driver> Core<'a, D> {
             match self.calls.poll_next_unpin(cx) {
                 Poll::Ready(Some(mut done)) => {
                     let now = self.finish(&mut done);
-                    // Start its replacement before yielding it, so the
-                    // worker slot is busy again while the caller looks at
-                    // the result.
+                    // Hand its replacement to the driver before yielding
+                    // it, with this finished call's permit and (in batch
+                    // mode) clock reading. Driver futures are lazy: the
+                    // replacement is sent when the batch is next polled.
                     if self.stop.is_none() {
                         self.fill(input.as_mut(), cx, Some(now));
                     }
                     if self.sink.is_next(done.item.index) {
                         self.sink.skip_next();
-                        return Poll::Ready(Some(done.item));
+                        return self.yield_item(done.item);
                     }
                     self.sink.put(done.item);
                     continue;
@@ -423,8 +456,19 @@ impl<'a, D: Driver> Core<'a, D> {
             // publish the stats.
             self.spare = None;
             self.local.publish();
+            self.ready_streak = 0;
             return Poll::Pending;
         }
+    }
+
+    /// Hand `item` to the caller. A kept permit goes back first: the caller
+    /// may hold the item for a long time, and nobody should wait for a
+    /// worker slot this batch is not using meanwhile.
+    #[inline]
+    fn yield_item(&mut self, item: BatchItem) -> Poll<Option<BatchItem>> {
+        self.spare = None;
+        self.ready_streak += 1;
+        Poll::Ready(Some(item))
     }
 
     fn begin(&mut self) {
@@ -499,10 +543,16 @@ impl<'a, D: Driver> Core<'a, D> {
                     let mut built = raw.into_request();
                     match built {
                         Ok(_) => {
-                            // A clock reading taken an instant ago (when the
-                            // call this one replaces finished) serves as its
-                            // start; otherwise read the clock.
-                            let started = now.take().unwrap_or_else(Instant::now);
+                            // When the batch consumes its own results (so the
+                            // call is polled at once), a clock reading taken
+                            // an instant ago (when the call this one replaces
+                            // finished) serves as its start; otherwise the
+                            // call reads the clock at its first poll.
+                            let started = if self.polled_at_once {
+                                Some(now.take().unwrap_or_else(Instant::now))
+                            } else {
+                                None
+                            };
                             if !self.start(index, &mut built, permit, started) {
                                 return;
                             }
@@ -540,7 +590,7 @@ impl<'a, D: Driver> Core<'a, D> {
         index: usize,
         built: &mut Result<Request, Error>,
         permit: SemaphorePermit<'a>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> bool {
         let Some(ticket) = Ticket::enter(&self.inner.shared) else {
             drop(permit);
@@ -726,8 +776,9 @@ impl<'a, D: Driver> Core<'a, D> {
 
     /// Cheap checks of the stop signals between items. `Pending` returns
     /// register wakers instead ([`Core::poll_signals`]); these checks catch
-    /// a stop while the batch never has to wait (a fast driver). The
-    /// caller's token is read every 32 items: reading it takes its lock.
+    /// a stop while the batch never has to wait (a fast driver). Inside one
+    /// poll the caller's token is read every 32 items (reading it takes its
+    /// lock); [`Core::check_token`] reads it once per poll as well.
     fn check_signals(&mut self) {
         if self.stop.is_some() && self.calls.is_empty() {
             return;
@@ -736,12 +787,26 @@ impl<'a, D: Driver> Core<'a, D> {
             self.on_abort();
         }
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % 32 == 0
-            && self
-                .options
-                .cancel
-                .as_ref()
-                .is_some_and(|t| t.is_cancelled())
+        if self.ticks % 32 == 0 {
+            self.check_token();
+        }
+    }
+
+    /// Stop (and drop the requests in flight) if the caller's token was
+    /// cancelled. Runs at the start of every poll, before any request of
+    /// this batch is polled: a token cancelled while the caller held an
+    /// item stops the batch before anything more is sent — requests handed
+    /// to the driver but never polled are reported as not started.
+    #[inline]
+    fn check_token(&mut self) {
+        if self.stop.is_some() && self.calls.is_empty() {
+            return;
+        }
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|t| t.is_cancelled())
         {
             self.on_cancel();
         }
@@ -763,12 +828,30 @@ impl<'a, D: Driver> Core<'a, D> {
             }
         }
         let shared = &self.inner.shared;
-        let abort = self
-            .abort_wait
-            .get_or_insert_with(|| Box::pin(shared.abort.cancelled()));
-        if abort.as_mut().poll(cx).is_ready() {
-            self.on_abort();
-            return true;
+        // One registration at a time: while taking inputs, a shutdown (of
+        // either kind: `closing` is a child of `abort`) must stop intake
+        // even if the batch waits on its source, not on a worker slot;
+        // once stopped, only an aborting shutdown still matters.
+        if self.stop.is_none() {
+            let closing = self
+                .closing_wait
+                .get_or_insert_with(|| Box::pin(shared.closing.cancelled()));
+            if closing.as_mut().poll(cx).is_ready() {
+                if shared.is_aborted() {
+                    self.on_abort();
+                } else {
+                    self.halt(StopReason::Shutdown);
+                }
+                return true;
+            }
+        } else {
+            let abort = self
+                .abort_wait
+                .get_or_insert_with(|| Box::pin(shared.abort.cancelled()));
+            if abort.as_mut().poll(cx).is_ready() {
+                self.on_abort();
+                return true;
+            }
         }
         if let Some(deadline) = self.deadline {
             let sleep = self

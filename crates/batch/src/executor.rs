@@ -27,6 +27,9 @@ use crate::stats::{BatchStats, Finish, LocalStats, StatsCore};
 /// The layer name used in [`Error::Stopped`].
 pub(crate) const LAYER: &str = "BatchExecutor";
 
+/// Items `execute_batch` reserves room for up front, at most.
+const PREALLOCATE_AT_MOST: usize = 1 << 16;
+
 pub(crate) fn stopped() -> Error {
     Error::Stopped { layer: LAYER }
 }
@@ -48,6 +51,10 @@ pub(crate) struct Shared {
     /// in-flight requests. `aborted` mirrors it for a lock-free check.
     pub(crate) abort: CancellationToken,
     aborted: AtomicBool,
+    /// Cancelled when a shutdown begins (a child of `abort`, so an abort
+    /// fires it too): wakes batches that wait on their input source, which
+    /// the closed semaphore alone would not reach.
+    pub(crate) closing: CancellationToken,
     /// Callers queued for a worker permit right now. A batch keeps the
     /// permit of a finished request for its next one only while nobody
     /// waits, so sharing stays first come, first served.
@@ -150,24 +157,32 @@ pub(crate) struct Done<'a> {
 /// place in the in-flight gauge, and what the stats need. Polling catches panics; dropping it before it finished counts
 /// the request as cancelled.
 ///
-/// A request's latency runs from when it is handed to the driver (its
-/// future created). It counts as started in the stats at its first poll: a
-/// driver future does nothing before that, so a call dropped unpolled
-/// provably sent nothing and is reported as not started.
+/// A request counts as started in the stats at its first poll: a driver
+/// future does nothing before that, so a call dropped unpolled provably
+/// sent nothing and is reported as not started. Its latency runs from that
+/// first poll too — taken from the clock then, or, when the caller knows
+/// the call is polled at once (a batch collecting its own results), from a
+/// reading the caller already had.
 pub(crate) struct Call<'a> {
     fut: CallFuture<'a>,
     index: usize,
-    started: Instant,
-    /// The stats window it was counted in; `None` until the first poll.
-    epoch: Option<u16>,
+    /// The caller's clock reading to use as the start, if any; else the
+    /// first poll reads the clock (a stream's consumer can hold an item
+    /// for long, so a reading taken before yielding may be stale).
+    start_hint: Option<Instant>,
+    /// Set at the first poll: the stats window it was counted in, and when
+    /// it started.
+    begun: Option<(u16, Instant)>,
     trace: Option<Box<(Method, Origin)>>,
     ticket: Option<Ticket<'a>>,
     permit: Option<SemaphorePermit<'a>>,
 }
 
 impl<'a> Call<'a> {
-    /// Hand the request in `slot` to the driver at `started` (a clock
-    /// reading taken just now by the caller). The request is taken out of
+    /// Hand the request in `slot` to the driver; `started` is a clock
+    /// reading taken just now by the caller, usable as the start when the
+    /// call is polled at once, or `None` to read the clock at its first
+    /// poll. The request is taken out of
     /// the slot where the caller built it: moved once, into the driver.
     /// (An error in the slot is reported as the call's outcome.)
     #[inline]
@@ -177,7 +192,7 @@ impl<'a> Call<'a> {
         permit: SemaphorePermit<'a>,
         index: usize,
         slot: &mut Result<Request, Error>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Self {
         let trace = match slot {
             Ok(request) if tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG) => {
@@ -206,8 +221,8 @@ impl<'a> Call<'a> {
         Call {
             fut,
             index,
-            started,
-            epoch: None,
+            start_hint: started,
+            begun: None,
             trace,
             ticket: Some(ticket),
             permit: Some(permit),
@@ -226,9 +241,9 @@ impl<'a> Call<'a> {
         let ticket = self.ticket.take()?;
         let stats = &ticket.shared.stats;
         drop(ticket);
-        let epoch = self.epoch?;
-        stats.record_finish(epoch, self.started, now, Finish::Cancelled(kind));
-        Some(now.saturating_duration_since(self.started))
+        let (epoch, started) = self.begun?;
+        stats.record_finish(epoch, started, now, Finish::Cancelled(kind));
+        Some(now.saturating_duration_since(started))
     }
 }
 
@@ -237,15 +252,16 @@ impl<'a> Future for Call<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
-        let epoch = match this.epoch {
-            Some(e) => e,
+        let (epoch, started) = match this.begun {
+            Some(b) => b,
             None => {
                 let e = match &this.ticket {
                     Some(t) => t.shared.stats.count_start(),
                     None => 0,
                 };
-                this.epoch = Some(e);
-                e
+                let b = (e, this.start_hint.unwrap_or_else(Instant::now));
+                this.begun = Some(b);
+                b
             }
         };
         // The result is written straight into the outcome from inside
@@ -276,7 +292,7 @@ impl<'a> Future for Call<'a> {
                 outcome,
                 elapsed: Duration::ZERO,
             },
-            started: this.started,
+            started,
             epoch,
             trace: this.trace.take(),
         })
@@ -289,10 +305,10 @@ impl Drop for Call<'_> {
         if let Some(ticket) = self.ticket.take() {
             let stats = &ticket.shared.stats;
             drop(ticket);
-            if let Some(epoch) = self.epoch {
+            if let Some((epoch, started)) = self.begun {
                 stats.record_finish(
                     epoch,
-                    self.started,
+                    started,
                     Instant::now(),
                     Finish::Cancelled("cancelled"),
                 );
@@ -470,6 +486,8 @@ impl<D: Driver> BatchExecutorBuilder<D> {
                 format!("must be at most {}", Semaphore::MAX_PERMITS),
             ));
         }
+        let abort = CancellationToken::new();
+        let closing = abort.child_token();
         Ok(BatchExecutor {
             inner: Arc::new(Inner {
                 shared: Shared {
@@ -479,8 +497,9 @@ impl<D: Driver> BatchExecutorBuilder<D> {
                     request_timeout: self.request_timeout,
                     shutting_down: AtomicBool::new(false),
                     idle: Notify::new(),
-                    abort: CancellationToken::new(),
+                    abort,
                     aborted: AtomicBool::new(false),
+                    closing,
                     waiting: AtomicUsize::new(0),
                 },
                 driver: self.driver,
@@ -531,6 +550,11 @@ impl<D: Driver> BatchExecutor<D> {
     /// are pulled lazily, one as each worker slot frees, and no task is
     /// spawned: the requests run inside this future, so dropping it drops
     /// them (and their connections). An empty batch returns at once.
+    ///
+    /// The input must be finite: the result holds an item per input. For
+    /// an endless or very long source use [`BatchExecutor::execute_stream`]
+    /// or [`BatchExecutor::execute_iter`], which hold only what is in
+    /// flight.
     pub async fn execute_batch<I>(&self, inputs: I) -> BatchResult
     where
         I: IntoIterator,
@@ -546,6 +570,12 @@ impl<D: Driver> BatchExecutor<D> {
     /// (fail-fast lets them finish unless told otherwise) and every input not
     /// yet started is reported as [`Outcome::NotStarted`]; the result comes
     /// back promptly.
+    ///
+    /// Reporting the inputs not started means counting them: the rest of
+    /// the iterator is drained (inputs not built). An iterator that says it
+    /// is endless (`size_hint().0 == usize::MAX`, as `repeat`, `cycle` and
+    /// `(0..)` do) is not drained: the result then ends with the inputs
+    /// that were pulled.
     pub async fn execute_batch_with<I>(&self, inputs: I, options: BatchOptions) -> BatchResult
     where
         I: IntoIterator,
@@ -561,9 +591,12 @@ impl<D: Driver> BatchExecutor<D> {
             options,
             Mode::Ordered(usize::MAX),
             upper,
+            true,
         );
         let mut stream = pin!(stream);
-        let mut items: Vec<BatchItem> = Vec::with_capacity(lower);
+        // `lower` is only a hint (`usize::MAX` for an endless iterator):
+        // reserve up to a bound and let the vector grow past it.
+        let mut items: Vec<BatchItem> = Vec::with_capacity(lower.min(PREALLOCATE_AT_MOST));
         while let Some(item) = stream.next().await {
             debug_assert_eq!(item.index, items.len(), "items arrive in input order");
             items.push(item);
@@ -620,7 +653,7 @@ impl<D: Driver> BatchExecutor<D> {
         S::Item: IntoRequest,
     {
         let upper = inputs.size_hint().1;
-        BatchStream::new(self, inputs, options, Mode::Unordered, upper)
+        BatchStream::new(self, inputs, options, Mode::Unordered, upper, false)
     }
 
     /// [`BatchExecutor::execute_stream`] over an iterator.
@@ -681,6 +714,7 @@ impl<D: Driver> BatchExecutor<D> {
             options,
             Mode::Ordered(window),
             upper,
+            false,
         ))
     }
 
@@ -758,9 +792,10 @@ impl<D: Driver> BatchExecutor<D> {
         if !shared.shutting_down.swap(true, Ordering::SeqCst) {
             tracing::debug!(target: "httpclient_batch", in_flight = shared.stats.in_flight(), "shutdown: no new work accepted");
         }
-        // Wakes every batch waiting for a worker slot: they stop with
-        // `StopReason::Shutdown`.
+        // Wakes every batch waiting for a worker slot or for its input:
+        // they stop with `StopReason::Shutdown`.
         shared.semaphore.close();
+        shared.closing.cancel();
     }
 
     pub(crate) fn inner(&self) -> &Inner<D> {
@@ -804,7 +839,7 @@ impl<D: Driver> Driver for BatchExecutor<D> {
             permit,
             0,
             &mut Ok(request),
-            Instant::now(),
+            Some(Instant::now()),
         );
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {

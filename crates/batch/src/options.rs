@@ -217,18 +217,31 @@ impl BatchOptionsBuilder {
     /// Stop the batch at `deadline` (tokio's clock, so tests can pause it):
     /// in-flight requests end with [`Error::DeadlineExceeded`], the rest are
     /// not started. A deadline already past stops the batch before it sends
-    /// anything.
+    /// anything. Setting both this and [`BatchOptionsBuilder::time_limit`]
+    /// is a [`ConfigError`] (one would silently override the other).
     pub fn deadline(mut self, deadline: Instant) -> Self {
-        self.options.deadline = Some(Deadline::At(deadline));
+        self.set_deadline(Deadline::At(deadline));
         self
     }
 
     /// Like [`BatchOptionsBuilder::deadline`], counted from when the batch
     /// starts running (its first poll). Zero is allowed and means "send
-    /// nothing".
+    /// nothing". Setting both this and [`BatchOptionsBuilder::deadline`]
+    /// is a [`ConfigError`].
     pub fn time_limit(mut self, limit: Duration) -> Self {
-        self.options.deadline = Some(Deadline::After(limit));
+        self.set_deadline(Deadline::After(limit));
         self
+    }
+
+    fn set_deadline(&mut self, deadline: Deadline) {
+        if self.options.deadline.is_some() {
+            self.error.get_or_insert(ConfigError::new(
+                "deadline",
+                "set once: either `deadline` or `time_limit`",
+            ));
+        } else {
+            self.options.deadline = Some(deadline);
+        }
     }
 
     /// Stop scheduling after the first result `policy` matches.

@@ -43,12 +43,16 @@
 //! Starting a request costs two atomic increments. A batch counts its
 //! responses locally and publishes them to the executor (one mutex, the
 //! counters and the histogram together, so a snapshot never sees a
-//! half-recorded request) at least every 64 responses or 1 ms of activity,
-//! whenever it waits, and when it ends or is dropped; errors, single
-//! `execute` calls and everything else are published at once. So a snapshot
-//! taken while a batch runs may not yet include its last few responses
+//! half-recorded request) when 64 are buffered or a response arrives more
+//! than 1 ms after the oldest unpublished one, whenever the batch waits,
+//! and when it ends or is dropped; errors, single `execute` calls and
+//! everything else are published at once. These checks run while the batch
+//! or stream is polled: a stream whose consumer holds an item keeps up to
+//! 63 responses unpublished until it is polled again. So a snapshot taken
+//! while a batch runs may not yet include its last few responses
 //! (`requests >= completed + errors` still holds); one taken after the
-//! batch returned includes everything.
+//! batch returned, or after a stream ended or was dropped, includes
+//! everything.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -24,6 +24,19 @@ fn bad_configuration_is_a_typed_error() {
     assert_eq!(e.field, "request_timeout");
     let e = BatchExecutor::new(MockDriver::new(), usize::MAX).unwrap_err();
     assert_eq!(e.field, "workers");
+    // A deadline and a time limit would silently override each other.
+    let e = BatchOptions::builder()
+        .deadline(Instant::now())
+        .time_limit(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "deadline");
+    let e = BatchOptions::builder()
+        .time_limit(Duration::from_secs(1))
+        .time_limit(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "deadline");
     let e = BatchOptions::builder()
         .request_timeout(Duration::ZERO)
         .build()
@@ -611,7 +624,14 @@ async fn request_timeout_defaults_apply_only_when_a_request_has_none() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_batch_future_drops_its_requests() {
-    let mock = MockDriver::new().default_behavior(Behavior::hang());
+    // The first three calls hang; later ones answer after 1 s.
+    let mock = MockDriver::new().handler(|_, n| {
+        if n < 3 {
+            Behavior::hang()
+        } else {
+            Behavior::ok().after(secs(1))
+        }
+    });
     let exec = BatchExecutor::new(mock.clone(), 3).unwrap();
     let timed_out = tokio::time::timeout(secs(1), exec.execute_batch(urls(10))).await;
     assert!(timed_out.is_err());
@@ -620,9 +640,10 @@ async fn dropping_the_batch_future_drops_its_requests() {
     let stats = exec.stats();
     assert_eq!((stats.requests, stats.errors), (3, 3));
     assert_eq!(stats.errors_by_kind.get("cancelled"), Some(&3));
-    // Every worker slot came back.
-    let ok = BatchExecutor::new(MockDriver::new(), 3).unwrap();
-    assert_eq!(ok.execute_batch(urls(3)).await.succeeded, 3);
+    // Every worker slot came back: three requests run side by side.
+    let again = exec.execute_batch(urls(3)).await;
+    assert_eq!(again.succeeded, 3);
+    assert_eq!(again.duration, secs(1));
     let exec2 = exec.clone();
     drop(exec);
     assert_eq!(exec2.in_flight(), 0);
@@ -697,4 +718,62 @@ async fn a_batch_that_never_waits_still_notices_its_token() {
         result.succeeded
     );
     assert_eq!(result.succeeded + result.not_started, 10_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_iterator_batch_ends_on_its_deadline() {
+    let exec = BatchExecutor::new(slow_mock(secs(1)), 3).unwrap();
+    let options = BatchOptions::builder()
+        .time_limit(ms(2500))
+        .build()
+        .unwrap();
+    let result = exec
+        .execute_batch_with(std::iter::repeat("http://h/x"), options)
+        .await;
+    assert_eq!(result.stopped, Some(StopReason::DeadlineExceeded));
+    // Two rounds of three answered, the third round was cut off; an
+    // endless source is not drained for "not started" items.
+    assert_eq!(
+        (result.succeeded, result.failed, result.not_started),
+        (6, 3, 0)
+    );
+    assert_eq!(result.len(), 9);
+    assert!(
+        result
+            .failures()
+            .all(|(_, e)| matches!(e, Error::DeadlineExceeded))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_over_a_driver_that_never_waits_lets_other_tasks_run() {
+    // On a single-threaded runtime the task that cancels the batch runs
+    // only when the batch's task yields. (The mock would not do: its
+    // zero-length sleep spends tokio's cooperative budget and yields.)
+    struct AnswersAtOnce;
+    #[httpclient_core::async_trait]
+    impl Driver for AnswersAtOnce {
+        async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
+            Ok(httpclient_core::Response::new(
+                httpclient_core::http::StatusCode::OK,
+            ))
+        }
+    }
+    let exec = BatchExecutor::new(AnswersAtOnce, 8).unwrap();
+    let token = CancellationToken::new();
+    let canceller = tokio::spawn({
+        let token = token.clone();
+        async move { token.cancel() }
+    });
+    let options = BatchOptions::builder().cancel_token(token).build().unwrap();
+    let result = exec.execute_batch_with(urls(100_000), options).await;
+    canceller.await.unwrap();
+    assert_eq!(result.stopped, Some(StopReason::Cancelled));
+    assert!(result.succeeded <= 1_000, "{}", result.succeeded);
+    // Those in flight at the cancel end as cancelled errors.
+    assert!(result.failed <= 8);
+    assert_eq!(
+        result.succeeded + result.failed + result.not_started,
+        100_000
+    );
 }

@@ -270,6 +270,35 @@ proptest! {
     }
 }
 
+/// Cases proptest once found, kept as plain tests (the property test does
+/// not persist failures, so these are what reruns them): a fail-fast that
+/// cancels in flight, triggered by an invalid input right after a request
+/// that was handed to the driver but not yet polled.
+#[test]
+fn fail_fast_on_an_invalid_input_right_after_an_unpolled_request() {
+    for shape in [
+        Shape::Batch,
+        Shape::Unordered,
+        Shape::Ordered(1),
+        Shape::Ordered(2),
+    ] {
+        for workers in [1, 2] {
+            run_case(
+                workers,
+                vec![(0, Kind::Ok), (0, Kind::Invalid)],
+                Stop::FailFast { cancel: true },
+                shape,
+            );
+            run_case(
+                workers,
+                vec![(5, Kind::Ok), (0, Kind::Invalid), (0, Kind::Ok)],
+                Stop::FailFast { cancel: true },
+                shape,
+            );
+        }
+    }
+}
+
 #[test]
 fn two_batches_on_one_executor_never_exceed_the_limit() {
     let rt = tokio::runtime::Builder::new_current_thread()

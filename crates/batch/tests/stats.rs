@@ -119,11 +119,13 @@ async fn stats_read_mid_flight_never_count_more_finishes_than_starts() {
     )
     .unwrap();
     let checks = Arc::new(AtomicUsize::new(0));
+    let mut seen_mid_flight = Vec::new();
     let watcher = async {
         for _ in 0..40 {
             let s = exec.stats();
             assert!(s.requests >= s.completed + s.errors);
             assert!(s.requests - s.completed - s.errors <= s.in_flight as u64);
+            seen_mid_flight.push(s.completed);
             checks.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(ms(3)).await;
         }
@@ -131,6 +133,13 @@ async fn stats_read_mid_flight_never_count_more_finishes_than_starts() {
     let (r, ()) = tokio::join!(exec.execute_batch(urls(200)), watcher);
     assert_eq!(r.succeeded, 200);
     assert_eq!(checks.load(Ordering::Relaxed), 40);
+    // The batch published while it ran (it waits between responses here),
+    // not only at its end: completions showed up step by step.
+    assert!(seen_mid_flight.windows(2).all(|w| w[0] <= w[1]));
+    assert!(
+        seen_mid_flight.iter().any(|&c| c > 0 && c < 200),
+        "{seen_mid_flight:?}"
+    );
     let s = exec.stats();
     assert_eq!(s.requests, s.completed + s.errors);
 }

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{index_of, ms, secs, slow_mock, urls};
 use futures::StreamExt;
-use httpclient_batch::{BatchExecutor, BatchOptions, CancellationToken, FailFast, StopReason};
+use httpclient_batch::{
+    BatchExecutor, BatchOptions, CancellationToken, FailFast, Outcome, StopReason,
+};
 use httpclient_core::Error;
 use httpclient_core::testkit::{Behavior, MockDriver};
 use tokio::time::Instant;
@@ -177,4 +179,108 @@ async fn streams_can_run_on_a_spawned_task_with_a_cloned_executor() {
     });
     assert_eq!(handle.await.unwrap(), 50);
     assert_eq!(exec.stats().completed, 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_holding_an_item_keeps_no_idle_worker_slot() {
+    let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    tx.unbounded_send("http://h/0".into()).unwrap();
+    let mut stream = exec.execute_stream(rx);
+    // The request finished and the source has nothing more: the stream
+    // holds no request, so it must hold no worker slot either while its
+    // consumer is away.
+    assert!(stream.next().await.unwrap().outcome.is_response());
+    let t0 = Instant::now();
+    let other = tokio::time::timeout(secs(10), exec.execute_batch(urls(2)))
+        .await
+        .expect("the other batch got worker slots");
+    assert_eq!(other.succeeded, 2);
+    assert_eq!(Instant::now() - t0, ms(100), "both slots were free");
+    drop(tx);
+    assert!(stream.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_a_stream_waiting_on_its_source() {
+    let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    tx.unbounded_send("http://h/0".into()).unwrap();
+    let mut stream = exec.execute_stream(rx);
+    // Idle: nothing in flight, the source open and empty.
+    assert!(stream.next().await.unwrap().outcome.is_response());
+    let t0 = Instant::now();
+    let (end, ()) = tokio::time::timeout(secs(10), async {
+        tokio::join!(stream.next(), exec.shutdown())
+    })
+    .await
+    .expect("the stream ended when the shutdown began");
+    assert!(end.is_none());
+    assert_eq!(
+        Instant::now(),
+        t0,
+        "at once, not when something else woke it"
+    );
+    assert_eq!(stream.stop_reason(), Some(StopReason::Shutdown));
+
+    // Busy: the request in flight finishes, then the stream ends.
+    let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
+    let (tx2, rx2) = futures::channel::mpsc::unbounded::<String>();
+    tx2.unbounded_send("http://h/1".into()).unwrap();
+    let stream = exec.execute_stream(rx2);
+    let stopper = async {
+        tokio::time::sleep(ms(50)).await;
+        exec.shutdown().await;
+    };
+    let t0 = Instant::now();
+    let (items, ()) = tokio::time::timeout(secs(10), async {
+        tokio::join!(stream.collect::<Vec<_>>(), stopper)
+    })
+    .await
+    .expect("the stream ended once its request finished");
+    assert_eq!(Instant::now() - t0, ms(100));
+    assert_eq!(items.len(), 1);
+    assert!(items[0].outcome.is_response());
+    drop((tx, tx2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_cancelled_between_items_sends_nothing_more() {
+    let mock = slow_mock(secs(1));
+    let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
+    let token = CancellationToken::new();
+    let options = BatchOptions::builder()
+        .cancel_token(token.clone())
+        .build()
+        .unwrap();
+    let mut stream = exec.execute_stream_with(futures::stream::iter(urls(10)), options);
+    assert!(stream.next().await.unwrap().outcome.is_response());
+    token.cancel();
+    let rest: Vec<_> = stream.collect().await;
+    assert_eq!(mock.call_count(), 1, "nothing was sent after the cancel");
+    // Input 1 had been handed over but never polled: provably not sent.
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].index, 1);
+    assert!(matches!(
+        rest[0].outcome,
+        Outcome::NotStarted(StopReason::Cancelled)
+    ));
+    let stats = exec.stats();
+    assert_eq!((stats.requests, stats.not_started), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_excludes_the_time_a_consumer_holds_an_item() {
+    let exec = BatchExecutor::new(slow_mock(secs(1)), 1).unwrap();
+    let mut stream = exec.execute_iter(urls(2));
+    let first = stream.next().await.unwrap();
+    assert_eq!(first.elapsed, secs(1));
+    // The consumer thinks for 5 s; the next request was not sent meanwhile.
+    tokio::time::sleep(secs(5)).await;
+    let second = stream.next().await.unwrap();
+    assert_eq!(second.elapsed, secs(1));
+    assert!(stream.next().await.is_none());
+    let stats = exec.stats();
+    assert_eq!(stats.latency.max, secs(1));
+    assert_eq!(stats.latency.count, 2);
 }
