@@ -29,8 +29,11 @@
 //! When a request finishes and nobody else is queued for a permit, the
 //! batch keeps that permit for its next request (no trip through the
 //! semaphore); it hands kept permits back as soon as it has to wait, stops,
-//! or someone queues. An invalid input never reaches the driver; its permit
-//! goes to the next input.
+//! yields an item, or someone queues. A stream takes the next input (and a
+//! permit for it) only when polled again after yielding, so a consumer
+//! holding an item holds no slot beyond the requests already running. An
+//! invalid input never reaches the driver; its permit goes to the next
+//! input.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -190,9 +193,12 @@ struct Core<'a, D> {
     ticks: u32,
     /// Items yielded since this stream last returned `Pending`.
     ready_streak: u32,
+    /// It returned `Pending` last time: signals are checked on re-entry.
+    resumed: bool,
     /// Whether the results go to `execute_batch`'s own loop, which polls
-    /// again at once (so a request started before an item is yielded is
-    /// polled right after): its start can reuse a clock reading.
+    /// again at once after an item: a replacement request may be handed
+    /// over before yielding, and the stop signals need no re-check on
+    /// entry unless the last poll returned `Pending`.
     polled_at_once: bool,
     finished: bool,
 }
@@ -219,9 +225,12 @@ pin_project! {
     ///   ends. Inputs never pulled stay in the source — they are *not*
     ///   reported, so an endless or channel-fed source cannot keep a stopped
     ///   stream alive. [`BatchStream::pulled`] says how many were taken. An
-    ///   input is taken only once a worker slot is in hand, so an input
-    ///   pulled but not sent is rare: only one that meets a shutdown in that
-    ///   instant, reported as [`Outcome::NotStarted`].
+    ///   input is taken only once a worker slot is in hand and its request
+    ///   is sent at once, so an input pulled but not sent is rare: one
+    ///   handed to the driver in the same poll that yielded an earlier
+    ///   result (its future not yet polled) when the stream is then
+    ///   stopped, or one that meets a shutdown in that instant. It is
+    ///   reported as [`Outcome::NotStarted`] — provably nothing was sent.
     /// * Requests make progress only while the stream is polled (see the
     ///   [crate docs](crate#no-task-per-request)); dropping it drops them.
     ///
@@ -289,6 +298,7 @@ where
                 local: LocalStats::new(&inner.shared.stats),
                 ticks: 0,
                 ready_streak: 0,
+                resumed: false,
                 polled_at_once,
                 finished: false,
             },
@@ -390,14 +400,20 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.start.is_none() {
             self.begin();
         }
-        // The caller may have cancelled the token while it held the last
-        // item: notice before anything more is sent.
-        self.check_token();
+        // Time may have passed since the last poll — a stream's consumer
+        // held an item, or the task waited — and the token or the deadline
+        // may have fired meanwhile: notice before anything more is sent.
+        // (`execute_batch` polls again at once after an item, so there it
+        // is only needed after a `Pending`; the token's read takes a lock.)
+        if !self.polled_at_once || mem::take(&mut self.resumed) {
+            self.check_resume_signals();
+        }
         if self.ready_streak >= YIELD_EVERY {
             // Ready this many times in a row (a driver that never waits):
             // let the rest of the task's executor run — say, the task that
             // would cancel this batch on a single-threaded runtime.
             self.ready_streak = 0;
+            self.resumed = true;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -410,20 +426,23 @@ impl<'a, D: Driver> Core<'a, D> {
                 continue;
             }
             if self.stop.is_none() {
-                self.fill(input.as_mut(), cx, None);
+                self.fill(input.as_mut(), cx);
                 if self.sink.has_ready() {
                     continue;
                 }
             }
             match self.calls.poll_next_unpin(cx) {
                 Poll::Ready(Some(mut done)) => {
-                    let now = self.finish(&mut done);
-                    // Hand its replacement to the driver before yielding
-                    // it, with this finished call's permit and (in batch
-                    // mode) clock reading. Driver futures are lazy: the
-                    // replacement is sent when the batch is next polled.
-                    if self.stop.is_none() {
-                        self.fill(input.as_mut(), cx, Some(now));
+                    self.finish(&mut done);
+                    // `execute_batch` polls again at once: hand the
+                    // replacement to the driver now, with this call's
+                    // permit (driver futures are lazy: it is sent at that
+                    // next poll). A stream's consumer may hold the item for
+                    // long, so a stream yields first and takes a slot when
+                    // polled again — nothing holds a worker slot for a
+                    // request that is not being sent.
+                    if self.stop.is_none() && self.polled_at_once {
+                        self.fill(input.as_mut(), cx);
                     }
                     if self.sink.is_next(done.item.index) {
                         self.sink.skip_next();
@@ -457,6 +476,7 @@ impl<'a, D: Driver> Core<'a, D> {
             self.spare = None;
             self.local.publish();
             self.ready_streak = 0;
+            self.resumed = true;
             return Poll::Pending;
         }
     }
@@ -499,7 +519,7 @@ impl<'a, D: Driver> Core<'a, D> {
     /// A permit is obtained *before* an input is taken, so an input goes
     /// straight from the source to the driver and is never held while the
     /// batch waits for a slot.
-    fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>, mut now: Option<Instant>)
+    fn fill<S>(&mut self, mut input: Pin<&mut S>, cx: &mut Context<'_>)
     where
         S: Stream,
         S::Item: IntoRequest,
@@ -543,17 +563,7 @@ impl<'a, D: Driver> Core<'a, D> {
                     let mut built = raw.into_request();
                     match built {
                         Ok(_) => {
-                            // When the batch consumes its own results (so the
-                            // call is polled at once), a clock reading taken
-                            // an instant ago (when the call this one replaces
-                            // finished) serves as its start; otherwise the
-                            // call reads the clock at its first poll.
-                            let started = if self.polled_at_once {
-                                Some(now.take().unwrap_or_else(Instant::now))
-                            } else {
-                                None
-                            };
-                            if !self.start(index, &mut built, permit, started) {
+                            if !self.start(index, &mut built, permit) {
                                 return;
                             }
                         }
@@ -590,7 +600,6 @@ impl<'a, D: Driver> Core<'a, D> {
         index: usize,
         built: &mut Result<Request, Error>,
         permit: SemaphorePermit<'a>,
-        started: Option<Instant>,
     ) -> bool {
         let Some(ticket) = Ticket::enter(&self.inner.shared) else {
             drop(permit);
@@ -614,7 +623,6 @@ impl<'a, D: Driver> Core<'a, D> {
             permit,
             index,
             built,
-            started,
         ));
         true
     }
@@ -694,10 +702,9 @@ impl<'a, D: Driver> Core<'a, D> {
     }
 
     /// Account for a finished call (stats, trace, fail-fast, deadline) and
-    /// keep its permit for the next request when nobody waits. Returns the
-    /// clock reading taken.
+    /// keep its permit for the next request when nobody waits.
     #[inline]
-    fn finish(&mut self, done: &mut Done<'a>) -> Instant {
+    fn finish(&mut self, done: &mut Done<'a>) {
         if let Some(permit) = done.permit.take() {
             if self.stop.is_none() && !self.input_done && !self.inner.shared.has_waiters() {
                 self.keep_spare(permit);
@@ -726,7 +733,6 @@ impl<'a, D: Driver> Core<'a, D> {
         if self.deadline.is_some_and(|d| now >= d) {
             self.on_deadline();
         }
-        now
     }
 
     /// Stop taking inputs (first reason wins).
@@ -776,9 +782,10 @@ impl<'a, D: Driver> Core<'a, D> {
 
     /// Cheap checks of the stop signals between items. `Pending` returns
     /// register wakers instead ([`Core::poll_signals`]); these checks catch
-    /// a stop while the batch never has to wait (a fast driver). Inside one
-    /// poll the caller's token is read every 32 items (reading it takes its
-    /// lock); [`Core::check_token`] reads it once per poll as well.
+    /// a stop while the batch never has to wait (a fast driver). The
+    /// caller's token is read every 32 items (reading it takes its lock),
+    /// and on entry where time may have passed
+    /// ([`Core::check_resume_signals`]).
     fn check_signals(&mut self) {
         if self.stop.is_some() && self.calls.is_empty() {
             return;
@@ -792,11 +799,19 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
+    /// On re-entry after time may have passed (see [`Core::poll_next`]):
+    /// the token and the deadline, before any request is polled — a stop
+    /// that fired meanwhile sends nothing more, and requests handed to the
+    /// driver but never polled are reported as not started.
+    fn check_resume_signals(&mut self) {
+        self.check_token();
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.on_deadline();
+        }
+    }
+
     /// Stop (and drop the requests in flight) if the caller's token was
-    /// cancelled. Runs at the start of every poll, before any request of
-    /// this batch is polled: a token cancelled while the caller held an
-    /// item stops the batch before anything more is sent — requests handed
-    /// to the driver but never polled are reported as not started.
+    /// cancelled.
     #[inline]
     fn check_token(&mut self) {
         if self.stop.is_some() && self.calls.is_empty() {

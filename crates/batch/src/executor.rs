@@ -160,16 +160,12 @@ pub(crate) struct Done<'a> {
 /// A request counts as started in the stats at its first poll: a driver
 /// future does nothing before that, so a call dropped unpolled provably
 /// sent nothing and is reported as not started. Its latency runs from that
-/// first poll too — taken from the clock then, or, when the caller knows
-/// the call is polled at once (a batch collecting its own results), from a
-/// reading the caller already had.
+/// first poll too (the clock is read then), so time the call spends handed
+/// over but unpolled — a stream's consumer holding an item, the batch's
+/// task letting others run — is not counted.
 pub(crate) struct Call<'a> {
     fut: CallFuture<'a>,
     index: usize,
-    /// The caller's clock reading to use as the start, if any; else the
-    /// first poll reads the clock (a stream's consumer can hold an item
-    /// for long, so a reading taken before yielding may be stale).
-    start_hint: Option<Instant>,
     /// Set at the first poll: the stats window it was counted in, and when
     /// it started.
     begun: Option<(u16, Instant)>,
@@ -179,10 +175,7 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    /// Hand the request in `slot` to the driver; `started` is a clock
-    /// reading taken just now by the caller, usable as the start when the
-    /// call is polled at once, or `None` to read the clock at its first
-    /// poll. The request is taken out of
+    /// Hand the request in `slot` to the driver. The request is taken out of
     /// the slot where the caller built it: moved once, into the driver.
     /// (An error in the slot is reported as the call's outcome.)
     #[inline]
@@ -192,7 +185,6 @@ impl<'a> Call<'a> {
         permit: SemaphorePermit<'a>,
         index: usize,
         slot: &mut Result<Request, Error>,
-        started: Option<Instant>,
     ) -> Self {
         let trace = match slot {
             Ok(request) if tracing::enabled!(target: "httpclient_batch", tracing::Level::DEBUG) => {
@@ -221,7 +213,6 @@ impl<'a> Call<'a> {
         Call {
             fut,
             index,
-            start_hint: started,
             begun: None,
             trace,
             ticket: Some(ticket),
@@ -259,7 +250,7 @@ impl<'a> Future for Call<'a> {
                     Some(t) => t.shared.stats.count_start(),
                     None => 0,
                 };
-                let b = (e, this.start_hint.unwrap_or_else(Instant::now));
+                let b = (e, Instant::now());
                 this.begun = Some(b);
                 b
             }
@@ -575,7 +566,9 @@ impl<D: Driver> BatchExecutor<D> {
     /// the iterator is drained (inputs not built). An iterator that says it
     /// is endless (`size_hint().0 == usize::MAX`, as `repeat`, `cycle` and
     /// `(0..)` do) is not drained: the result then ends with the inputs
-    /// that were pulled.
+    /// that were pulled. An endless iterator that does not say so (say
+    /// `iter::from_fn`) would be drained forever after a stop: use a stream
+    /// for those.
     pub async fn execute_batch_with<I>(&self, inputs: I, options: BatchOptions) -> BatchResult
     where
         I: IntoIterator,
@@ -833,14 +826,7 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         if request.options().timeout.is_none() {
             request.options_mut().timeout = shared.request_timeout;
         }
-        let mut call = Call::start(
-            &inner.driver,
-            ticket,
-            permit,
-            0,
-            &mut Ok(request),
-            Some(Instant::now()),
-        );
+        let mut call = Call::start(&inner.driver, ticket, permit, 0, &mut Ok(request));
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {

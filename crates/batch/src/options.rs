@@ -217,8 +217,9 @@ impl BatchOptionsBuilder {
     /// Stop the batch at `deadline` (tokio's clock, so tests can pause it):
     /// in-flight requests end with [`Error::DeadlineExceeded`], the rest are
     /// not started. A deadline already past stops the batch before it sends
-    /// anything. Setting both this and [`BatchOptionsBuilder::time_limit`]
-    /// is a [`ConfigError`] (one would silently override the other).
+    /// anything. A batch has one deadline: a second call to this or to
+    /// [`BatchOptionsBuilder::time_limit`] is a [`ConfigError`] (it would
+    /// silently override the first).
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.set_deadline(Deadline::At(deadline));
         self
@@ -226,8 +227,8 @@ impl BatchOptionsBuilder {
 
     /// Like [`BatchOptionsBuilder::deadline`], counted from when the batch
     /// starts running (its first poll). Zero is allowed and means "send
-    /// nothing". Setting both this and [`BatchOptionsBuilder::deadline`]
-    /// is a [`ConfigError`].
+    /// nothing". A second call to this or to
+    /// [`BatchOptionsBuilder::deadline`] is a [`ConfigError`].
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.set_deadline(Deadline::After(limit));
         self

@@ -35,8 +35,10 @@
 //! reset belong to the old window** — when they finish they are not counted
 //! at all. So `requests >= completed + errors` holds in every window, at
 //! every moment. The live gauge `in_flight` is not a counter and is never
-//! reset: it always says how many driver calls are running now, whichever
-//! window they started in.
+//! reset: it says how many requests are handed to the driver and not yet
+//! finished, whichever window they started in — including, for an instant,
+//! one handed over in the poll that yielded an earlier result and not yet
+//! polled (so `requests` may trail it by those).
 //!
 //! # Cost, and when numbers appear
 //!
@@ -148,7 +150,8 @@ pub struct BatchStats {
     pub not_started: u64,
     /// `completed` by status class.
     pub status: StatusClasses,
-    /// Driver calls running now, whichever window they started in.
+    /// Requests handed to the driver and not finished now, whichever
+    /// window they started in.
     pub in_flight: usize,
     /// Driver-call latency of requests that ran to an end.
     pub latency: LatencySummary,

@@ -750,15 +750,6 @@ async fn a_batch_over_a_driver_that_never_waits_lets_other_tasks_run() {
     // On a single-threaded runtime the task that cancels the batch runs
     // only when the batch's task yields. (The mock would not do: its
     // zero-length sleep spends tokio's cooperative budget and yields.)
-    struct AnswersAtOnce;
-    #[httpclient_core::async_trait]
-    impl Driver for AnswersAtOnce {
-        async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
-            Ok(httpclient_core::Response::new(
-                httpclient_core::http::StatusCode::OK,
-            ))
-        }
-    }
     let exec = BatchExecutor::new(AnswersAtOnce, 8).unwrap();
     let token = CancellationToken::new();
     let canceller = tokio::spawn({
@@ -776,4 +767,37 @@ async fn a_batch_over_a_driver_that_never_waits_lets_other_tasks_run() {
         result.succeeded + result.failed + result.not_started,
         100_000
     );
+}
+
+/// Answers at once, without ever returning `Pending`.
+struct AnswersAtOnce;
+
+#[httpclient_core::async_trait]
+impl Driver for AnswersAtOnce {
+    async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
+        Ok(httpclient_core::Response::new(
+            httpclient_core::http::StatusCode::OK,
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_excludes_the_time_a_batch_lets_other_tasks_run() {
+    // While the batch yields to the runtime (every few hundred ready items),
+    // another task moves the clock on by 20 ms: requests handed over just
+    // before must not count that as their latency.
+    let ticker = tokio::spawn(async {
+        loop {
+            tokio::time::advance(ms(20)).await;
+            tokio::task::yield_now().await;
+        }
+    });
+    let exec = BatchExecutor::new(AnswersAtOnce, 8).unwrap();
+    let result = exec.execute_batch(urls(3_000)).await;
+    ticker.abort();
+    assert_eq!(result.succeeded, 3_000);
+    assert!(result.duration >= ms(20), "the other task did run");
+    let slowest = result.iter().map(|i| i.elapsed).max().unwrap();
+    assert_eq!(slowest, Duration::ZERO);
+    assert_eq!(exec.stats().latency.max, Duration::ZERO);
 }

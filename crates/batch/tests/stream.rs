@@ -199,6 +199,22 @@ async fn a_stream_holding_an_item_keeps_no_idle_worker_slot() {
     assert_eq!(Instant::now() - t0, ms(100), "both slots were free");
     drop(tx);
     assert!(stream.next().await.is_none());
+
+    // The same with more input ready: the next request is taken (and its
+    // slot with it) only when the stream is polled again.
+    let mock = slow_mock(ms(100));
+    let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
+    let mut stream = exec.execute_iter(urls(2));
+    assert_eq!(stream.next().await.unwrap().index, 0);
+    let t0 = Instant::now();
+    let other = tokio::time::timeout(secs(10), exec.execute_batch(urls(1)))
+        .await
+        .expect("the other batch got the worker slot");
+    assert_eq!(other.succeeded, 1);
+    assert_eq!(Instant::now() - t0, ms(100));
+    assert_eq!(stream.pulled(), 1);
+    assert_eq!(stream.next().await.unwrap().index, 1);
+    assert_eq!(mock.max_in_flight(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,17 +272,50 @@ async fn a_token_cancelled_between_items_sends_nothing_more() {
     let mut stream = exec.execute_stream_with(futures::stream::iter(urls(10)), options);
     assert!(stream.next().await.unwrap().outcome.is_response());
     token.cancel();
-    let rest: Vec<_> = stream.collect().await;
+    let rest: Vec<_> = stream.by_ref().collect().await;
     assert_eq!(mock.call_count(), 1, "nothing was sent after the cancel");
-    // Input 1 had been handed over but never polled: provably not sent.
-    assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].index, 1);
-    assert!(matches!(
-        rest[0].outcome,
-        Outcome::NotStarted(StopReason::Cancelled)
-    ));
-    let stats = exec.stats();
-    assert_eq!((stats.requests, stats.not_started), (1, 1));
+    assert!(rest.is_empty());
+    assert_eq!(stream.pulled(), 1, "nothing more was taken from the source");
+    assert_eq!(stream.stop_reason(), Some(StopReason::Cancelled));
+
+    // Several requests handed over in one poll, one yielded, the rest not
+    // yet polled when the consumer cancels: provably not sent.
+    let mock = MockDriver::new();
+    let exec = BatchExecutor::new(mock.clone(), 4).unwrap();
+    let token = CancellationToken::new();
+    let options = BatchOptions::builder()
+        .cancel_token(token.clone())
+        .build()
+        .unwrap();
+    let mut stream = exec.execute_stream_with(futures::stream::iter(urls(10)), options);
+    assert!(stream.next().await.unwrap().outcome.is_response());
+    token.cancel();
+    let rest: Vec<_> = stream.by_ref().collect().await;
+    let sent = mock.call_count() as usize;
+    let not_started = rest.iter().filter(|i| i.outcome.is_not_started()).count();
+    assert_eq!(1 + rest.len(), stream.pulled());
+    assert_eq!(sent + not_started, stream.pulled(), "{rest:?}");
+    assert!(rest.iter().all(|i| matches!(
+        i.outcome,
+        Outcome::NotStarted(StopReason::Cancelled) | Outcome::Response(_)
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_passed_while_the_consumer_held_an_item_sends_nothing_more() {
+    let mock = slow_mock(secs(1));
+    let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
+    let options = BatchOptions::builder()
+        .time_limit(ms(1500))
+        .build()
+        .unwrap();
+    let mut stream = exec.execute_stream_with(futures::stream::iter(urls(10)), options);
+    assert!(stream.next().await.unwrap().outcome.is_response());
+    tokio::time::sleep(secs(2)).await;
+    let rest: Vec<_> = stream.by_ref().collect().await;
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(mock.call_count(), 1, "nothing was sent after the deadline");
+    assert_eq!(stream.stop_reason(), Some(StopReason::DeadlineExceeded));
 }
 
 #[tokio::test(start_paused = true)]
