@@ -239,6 +239,52 @@ impl BudgetState {
     }
 }
 
+impl BudgetState {
+    /// Give back a retry withdrawn at `at` that was never sent (its request
+    /// was turned away after the backoff, stopped or dropped), if its
+    /// bucket is still in the window.
+    pub(crate) fn refund(&self, at: Instant) {
+        if self.config.unlimited {
+            return;
+        }
+        let epoch = self.epoch(at);
+        let mut withdrawn = self.withdrawals.lock().unwrap_or_else(|p| p.into_inner());
+        let b = &mut withdrawn[(epoch % BUCKETS as u64) as usize];
+        if b.epoch == epoch && b.withdrawals > 0 {
+            b.withdrawals -= 1;
+        }
+    }
+}
+
+/// A retry the budget granted, not yet sent: dropped unspent, it goes back
+/// to the budget.
+pub(crate) struct Grant<'a> {
+    budget: &'a BudgetState,
+    at: Option<Instant>,
+}
+
+impl<'a> Grant<'a> {
+    pub(crate) fn new(budget: &'a BudgetState, at: Instant) -> Self {
+        Grant {
+            budget,
+            at: Some(at),
+        }
+    }
+
+    /// The retry went out: the withdrawal stands.
+    pub(crate) fn spend(mut self) {
+        self.at = None;
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        if let Some(at) = self.at.take() {
+            self.budget.refund(at);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +320,26 @@ mod tests {
         assert!(!b.try_withdraw(t0));
         let u = BudgetState::new(RetryBudget::unlimited(), t0);
         assert!((0..10_000).all(|_| u.try_withdraw(t0)));
+    }
+
+    #[test]
+    fn an_unspent_grant_goes_back_to_the_budget() {
+        let t0 = Instant::now();
+        let b = BudgetState::new(
+            RetryBudget::new(0.0, 1, Duration::from_secs(1)).unwrap(),
+            t0,
+        );
+        assert!(b.try_withdraw(t0));
+        assert!(!b.try_withdraw(t0), "the floor allows one");
+        drop(Grant::new(&b, t0));
+        assert!(b.try_withdraw(t0), "refunded");
+        Grant::new(&b, t0).spend();
+        assert!(!b.try_withdraw(t0), "a spent grant stays withdrawn");
+        // A refund for a bucket that left the window changes nothing.
+        let later = t0 + Duration::from_secs(5);
+        drop(Grant::new(&b, t0));
+        assert!(b.try_withdraw(later));
+        assert!(!b.try_withdraw(later));
     }
 
     #[test]

@@ -27,12 +27,14 @@
 //!   probe them again; hosts that real traffic marked down keep their
 //!   cool-down path. So no host can stay down with no way back.
 //!
-//! A host starts up. What counts as a failure: a response the predicate
-//! calls unhealthy (default: status ≥ 500), or an error that points at the
-//! host — connect failures, timeouts, resets, invalid responses, unknown
-//! driver errors. Errors that say nothing about the host (an invalid
-//! request, a layer refusing, a cancellation, our own total deadline) are
-//! neutral.
+//! A host starts up. What counts as a failure, for probes and real traffic
+//! alike: a response the predicate calls unhealthy (default: status ≥ 500),
+//! or an error that points at the host — connect failures, timeouts,
+//! resets, invalid responses, unknown driver errors. Errors that say
+//! nothing about the host (an invalid request, a layer refusing, a
+//! cancellation, our own total deadline, a panic in the driver or in the
+//! predicate) are neutral: a probe that ends so records no verdict (a
+//! warning is logged) and is not counted in the probe stats.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -179,6 +181,14 @@ impl HealthCheck {
     pub(crate) fn is_healthy(&self, resp: &Response) -> bool {
         (self.healthy)(resp)
     }
+    /// The shortest [`HealthCheck::next_interval`] can be (a millisecond
+    /// less, against rounding).
+    pub(crate) fn min_interval(&self) -> Duration {
+        self.interval
+            .mul_f64(1.0 - self.jitter)
+            .saturating_sub(Duration::from_millis(1))
+    }
+
     /// One jittered interval.
     pub(crate) fn next_interval(&self, rng: &mut fastrand::Rng) -> Duration {
         if self.jitter == 0.0 {
@@ -523,6 +533,18 @@ struct State {
     ejections: u32,
     last_error: Option<String>,
     last_probe: Option<(Instant, bool)>,
+    /// For a probed host: when the round of its last recorded probe began,
+    /// the shortest pause between rounds and the successes needed, under
+    /// the configuration that probed it. `None` until a probe is recorded
+    /// under the current configuration.
+    probe_clock: Option<ProbeClock>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProbeClock {
+    round_start: Instant,
+    min_pause: Duration,
+    healthy_threshold: u32,
 }
 
 /// Per-host state: health plus the optional in-flight semaphore.
@@ -574,6 +596,7 @@ impl HostEntry {
                 ejections: 0,
                 last_error: None,
                 last_probe: None,
+                probe_clock: None,
             }),
         }
     }
@@ -596,19 +619,35 @@ impl HostEntry {
     }
 
     /// Whether a request arriving at `at` (`None`: beyond any instant)
-    /// would certainly be turned away: the host is down, and either the
-    /// checker owns its way back up or its cool-down ends later than that.
-    /// Without side effects (unlike [`HostEntry::admit`]); a half-open host
-    /// is not certain either way.
+    /// would certainly be turned away: the host is down, and its cool-down
+    /// ends later than that or, when the checker owns its way back up, the
+    /// probe rounds it still needs cannot have passed by then. Without side
+    /// effects (unlike [`HostEntry::admit`]); a half-open host, or a probed
+    /// one whose probe timing is not known yet (say, just reconfigured), is
+    /// not certain either way.
     pub(crate) fn surely_rejects_at(&self, at: Option<Instant>) -> bool {
         if !self.not_up.load(Ordering::Acquire) {
             return false;
         }
         let st = lock(&self.state);
-        match st.status {
-            Status::Down { until, .. } => st.probed || at.is_none_or(|at| at < until),
-            _ => false,
+        let Status::Down { until, .. } = st.status else {
+            return false;
+        };
+        let Some(at) = at else {
+            return true; // a retry that far off is never sent anyway
+        };
+        if !st.probed {
+            return at < until;
         }
+        // Each success needs a round of its own, and rounds start at least
+        // `min_pause` apart: the earliest the checker can lift the host.
+        st.probe_clock.is_some_and(|pc| {
+            let needed = pc.healthy_threshold.saturating_sub(st.probe_successes);
+            pc.min_pause
+                .checked_mul(needed)
+                .and_then(|wait| pc.round_start.checked_add(wait))
+                .is_none_or(|earliest_up| at < earliest_up)
+        })
     }
 
     /// May a request go to this host now?
@@ -692,10 +731,16 @@ impl HostEntry {
         healthy: bool,
         error: Option<String>,
         now: Instant,
+        round_start: Instant,
         check: &HealthCheck,
     ) {
         let mut st = lock(&self.state);
         st.last_probe = Some((now, healthy));
+        st.probe_clock = Some(ProbeClock {
+            round_start,
+            min_pause: check.min_interval(),
+            healthy_threshold: check.healthy_threshold,
+        });
         if healthy {
             st.probe_failures = 0;
             st.probe_successes = st.probe_successes.saturating_add(1);
@@ -722,6 +767,9 @@ impl HostEntry {
 
     fn set_probed(&self, probed: bool) {
         let mut st = lock(&self.state);
+        // A new configuration (maybe a shorter interval, and a round at
+        // once): the old probe timing says nothing any more.
+        st.probe_clock = None;
         if st.probed == probed {
             return;
         }

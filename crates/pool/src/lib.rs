@@ -32,7 +32,10 @@
 //!    [`Error::is_retryable`](httpclient_core::Error::is_retryable) is true
 //!    (connect failures except TLS, timeouts, resets, a refusing inner rate
 //!    limiter), or a response whose status is in the policy's retryable set
-//!    (429, 502, 503, 504 by default).
+//!    (429, 502, 503, 504 by default). An
+//!    [`Error::HttpStatus`](httpclient_core::Error::HttpStatus) from an
+//!    inner layer is judged like the response it stands for: by the
+//!    policy's statuses, not by `is_retryable`.
 //! 2. **It is safe to resend**: the request is
 //!    [retry-safe](httpclient_core::Request::is_retry_safe) — an idempotent
 //!    method (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) or marked
@@ -53,10 +56,12 @@
 //!    ends before the total deadline, the host is not marked down, and the
 //!    pool is not stopped.
 //!
-//! A maybe-sent failure of a request that is not retry-safe comes back
-//! unchanged, after one attempt — its message already says "the request may
-//! have been applied" / "was applied" — and is counted in
-//! `not_retried_unsafe`.
+//! A maybe-sent failure of a request that is not retry-safe is not retried —
+//! its message already says "the request may have been applied" / "was
+//! applied" — and is counted in `not_retried_unsafe`. It comes back bare
+//! when it was the first attempt, wrapped as below when an earlier attempt
+//! (say, a refused connection, which is retried even for a POST) came
+//! first.
 //!
 //! ## What comes back
 //!
@@ -83,12 +88,14 @@
 //! * An attempt still running at the total deadline is dropped (the driver
 //!   abandons it) and the request ends with
 //!   [`Error::DeadlineExceeded`](httpclient_core::Error::DeadlineExceeded).
-//! * After more than one attempt, whatever error ends a request (the
-//!   deadline, a fail-fast `Retry-After`, a host marked down, a stop, the
-//!   last attempt's own error) comes back as
+//! * Which error: the pool makes up only two of its own — the deadline
+//!   reached *during* an attempt, and a fail-fast `Retry-After`. Every other
+//!   stop (no retries or budget left, a backoff that would end past the
+//!   deadline, a host marked down, a stop, a retry turned away after its
+//!   backoff) returns the last attempt's real outcome. Errors after more
+//!   than one attempt come wrapped in
 //!   [`Error::RetriesExhausted`](httpclient_core::Error::RetriesExhausted)
-//!   `{ attempts, last }`, with that error as `last`; a request that made one
-//!   attempt gets its error bare.
+//!   `{ attempts, last }`; a response comes back as is.
 //!
 //! ## Timeouts
 //!

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::BudgetState;
+use crate::budget::{BudgetState, Grant};
 use crate::health::{Admit, HostEntry, Registry, error_blames_host, resolve_target};
 use crate::stats::{Counters, inc};
 use crate::{
@@ -805,11 +805,22 @@ impl<D: Driver> ConnectionPool<D> {
             let max_retries = policy.max_retries();
             // The previous attempt's outcome, while the next one is being set up.
             let mut last: Option<Result<Response, Error>> = None;
+            // The budget's grant for the retry being set up: given back if
+            // the retry is not sent (turned away after the backoff, stopped,
+            // or this future dropped).
+            let mut grant: Option<Grant<'_>> = None;
             loop {
                 if let Some(outcome) = current.take() {
                     let (delay, outcome) = match self.decide(policy, &st, outcome) {
                         Step::Done(out) => return (out, st.attempt, st.backoff),
-                        Step::Retry { delay, outcome } => (delay, outcome),
+                        Step::Retry {
+                            delay,
+                            outcome,
+                            withdrawn,
+                        } => {
+                            grant = withdrawn.map(|at| Grant::new(&s.budget, at));
+                            (delay, outcome)
+                        }
                     };
                     let slept_from = Instant::now();
                     let stopped = tokio::select! {
@@ -886,6 +897,9 @@ impl<D: Driver> ConnectionPool<D> {
                         // Counted once the retry really goes out: past the
                         // health gate and the per-host slot.
                         inc(&c.retries);
+                        if let Some(g) = grant.take() {
+                            g.spend();
+                        }
                     }
                     self.send(req, attempt + 1)
                 };
@@ -1007,11 +1021,17 @@ impl<D: Driver> ConnectionPool<D> {
         if s.token.is_cancelled() {
             return Step::Done(outcome);
         }
-        if !s.budget.try_withdraw(Instant::now()) {
-            inc(&c.budget_exhausted);
-            tracing::debug!("not retried: retry budget exhausted");
-            return Step::Done(outcome);
-        }
+        let withdrawn = if s.budget_config.is_unlimited() {
+            None
+        } else {
+            let now = Instant::now();
+            if !s.budget.try_withdraw(now) {
+                inc(&c.budget_exhausted);
+                tracing::debug!("not retried: retry budget exhausted");
+                return Step::Done(outcome);
+            }
+            Some(now)
+        };
         tracing::debug!(
             target: "httpclient_pool",
             attempt = st.attempt,
@@ -1019,7 +1039,11 @@ impl<D: Driver> ConnectionPool<D> {
             from_server = server_delay.is_some(),
             "retrying after backoff"
         );
-        Step::Retry { delay, outcome }
+        Step::Retry {
+            delay,
+            outcome,
+            withdrawn,
+        }
     }
 
     /// Record the request's end in its span and the counters, and stamp a
@@ -1122,9 +1146,11 @@ enum Step {
     /// The request ends with this.
     Done(Result<Response, Error>),
     /// Retry after `delay`; `outcome` is kept in case the retry never runs.
+    /// `withdrawn` is when the budget granted it (`None`: unlimited).
     Retry {
         delay: Duration,
         outcome: Result<Response, Error>,
+        withdrawn: Option<Instant>,
     },
 }
 
@@ -1320,7 +1346,7 @@ async fn run_checker<D: Driver>(
         };
         let round_start = Instant::now();
         tokio::select! {
-            _ = probe_round(&shared, &plan) => {}
+            _ = probe_round(&shared, &plan, round_start) => {}
             changed = config.changed() => {
                 if changed.is_err() { return }
                 continue; // reconfigured mid-round: probe the new set at once
@@ -1349,7 +1375,7 @@ fn probe_safety_bound(check: &HealthCheck) -> Duration {
 
 const PROBE_SAFETY_FACTOR: u32 = 10;
 
-async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
+async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan, round_start: Instant) {
     let check = &plan.check;
     let bound = probe_safety_bound(check);
     let probes = plan.targets.iter().map(|(entry, url)| async move {
@@ -1364,8 +1390,8 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
             .build()
         {
             Ok(req) => {
-                // A driver that panics fails the probe; it must not end the
-                // checker, or a host it marked down would stay down for good.
+                // A driver that panics gives no verdict (below); it must not
+                // end the checker, or a host marked down would stay down.
                 let call = std::panic::AssertUnwindSafe(async { shared.inner.execute(req).await })
                     .catch_unwind();
                 match tokio::time::timeout(bound, call).await {
@@ -1383,13 +1409,31 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
             }
             Err(e) => Err(e),
         };
-        let (healthy, error) = match &outcome {
-            Ok(resp) if check.is_healthy(resp) => (true, None),
-            Ok(resp) => (
-                false,
-                Some(format!("probe answered HTTP {}", resp.status())),
-            ),
-            Err(e) => (false, Some(format!("probe failed: {e}"))),
+        // The verdict: the predicate on a response (a user closure, so a
+        // panic in it is caught too), the error's meaning otherwise. What
+        // says nothing about the host — a panic, a refusal by an inner
+        // layer, an invalid request — is inconclusive: no verdict.
+        let verdict = match &outcome {
+            Ok(resp) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check.is_healthy(resp)
+            }))
+            .ok()
+            .map(|healthy| {
+                let error = (!healthy).then(|| format!("probe answered HTTP {}", resp.status()));
+                (healthy, error)
+            }),
+            Err(e) => error_blames_host(e).map(|failed| {
+                let error = failed.then(|| format!("probe failed: {e}"));
+                (!failed, error)
+            }),
+        };
+        let Some((healthy, error)) = verdict else {
+            tracing::warn!(
+                origin = %entry.origin,
+                outcome = ?outcome.as_ref().map(|r| r.status()),
+                "health probe inconclusive: the outcome says nothing about the host (no verdict recorded)"
+            );
+            return;
         };
         // Counted with its verdict: a probe dropped mid-flight (the checker
         // was reconfigured, disabled or stopped) or cut off as inconclusive
@@ -1398,7 +1442,7 @@ async fn probe_round<D: Driver>(shared: &Shared<D>, plan: &ProbePlan) {
         if !healthy {
             inc(&shared.counters.probe_failures);
         }
-        entry.record_probe(healthy, error, Instant::now(), check);
+        entry.record_probe(healthy, error, Instant::now(), round_start, check);
     });
     futures_util::future::join_all(probes).await;
 }

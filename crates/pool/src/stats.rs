@@ -151,7 +151,8 @@ pub struct PoolStats {
     /// Health probes whose verdict was recorded. A probe dropped in flight
     /// (health checks reconfigured, disabled or stopped mid-round) or given
     /// up on as inconclusive (held by inner layers past ten times the larger
-    /// of the probe timeout and the interval) is not counted.
+    /// of the probe timeout and the interval, or ended by an error that says
+    /// nothing about the host, such as a panic) is not counted.
     pub probes: u64,
     /// Health probes that came back unhealthy.
     pub probe_failures: u64,

@@ -357,6 +357,112 @@ async fn retries_stop_when_the_host_is_ejected_mid_request() {
     assert_eq!(st.attempts, st.requests + st.retries);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_retry_turned_away_after_its_backoff_is_not_counted_and_its_budget_comes_back() {
+    // Two failures eject `svc`. Request A fails first and sleeps 100 ms;
+    // meanwhile request B fails, which ejects the host (B fails fast). A
+    // wakes to a closed gate: its retry is never sent — not counted as a
+    // retry, and its budget grant comes back, so request C to another host
+    // may still retry (the budget allows one retry in its window).
+    let mock = MockDriver::new().handler(|req, n| match (req.uri().host(), n) {
+        (Some("other"), 2) => Behavior::status(503),
+        (Some("other"), _) => Behavior::ok(),
+        _ => Behavior::status(503),
+    });
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(
+            RetryPolicy::builder()
+                .max_retries(3)
+                .base_delay(Duration::from_millis(100))
+                .max_delay(Duration::from_millis(100))
+                .jitter(Jitter::Off)
+                .build()
+                .unwrap(),
+        )
+        .retry_budget(RetryBudget::new(0.0, 1, Duration::from_secs(1)).unwrap())
+        .outlier_detection(OutlierDetection::new(2, Duration::from_secs(60)).unwrap())
+        .build()
+        .unwrap();
+    let a = pool.send("http://svc/a");
+    let b = async {
+        sleep(Duration::from_millis(50)).await;
+        pool.send("http://svc/b").await
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a.unwrap().status(), 503, "A: its own answer");
+    assert_eq!(b.unwrap().status(), 503, "B: its own answer");
+    let st = pool.stats();
+    assert_eq!(
+        (st.attempts, st.retries, st.unhealthy_rejected),
+        (2, 0, 2),
+        "{st:?}"
+    );
+    let c = pool.send("http://other/c").await.unwrap();
+    assert_eq!(c.status(), 200, "C retried with the refunded budget");
+    let st = pool.stats();
+    assert_eq!((st.retries, st.budget_exhausted), (1, 0), "{st:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probed_host_fails_fast_only_while_the_probes_cannot_lift_it_in_time() {
+    // Probes every 10 s (no jitter), 2 successes to come back up. Real
+    // traffic ejects the host (outlier detection): from then on it needs
+    // two rounds, so a 10 s backoff is surely in vain, but a 30 s
+    // Retry-After is worth the wait.
+    let slow_served = Arc::new(AtomicBool::new(false));
+    let served = Arc::clone(&slow_served);
+    let mock = MockDriver::new().handler(move |req, _| {
+        if req.method() == Method::HEAD {
+            Behavior::ok()
+        } else if req.uri().path() == "/slow-retry" {
+            if served.swap(true, Ordering::SeqCst) {
+                Behavior::ok()
+            } else {
+                Behavior::status(503).header("retry-after", "30")
+            }
+        } else {
+            Behavior::status(503)
+        }
+    });
+    let pool = ConnectionPool::builder(mock.clone())
+        .retry_policy(ten_second_backoff())
+        .retry_budget(RetryBudget::unlimited())
+        .outlier_detection(OutlierDetection::new(1, Duration::from_secs(5)).unwrap())
+        .build()
+        .unwrap();
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://svc"], Duration::from_secs(10))
+            .jitter(0.0)
+            .thresholds(3, 2)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(Duration::from_millis(100)).await; // the first round ran
+    let t0 = Instant::now();
+    let resp = pool.send("http://svc/x").await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(t0.elapsed(), Duration::ZERO, "no 10 s sleep in vain");
+    assert_eq!(pool.stats().unhealthy_rejected, 1);
+    // Down now; wait for the probes to bring it back (rounds at 10 s, 20 s).
+    sleep(Duration::from_secs(21)).await;
+    assert_eq!(state(&pool, "http://svc/"), HostState::Up);
+    // Ejected again; a 30 s Retry-After outlasts the two rounds it needs.
+    let t0 = Instant::now();
+    let resp = pool.send("http://svc/slow-retry").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(30),
+        "waited for the server's time"
+    );
+    let info = *resp.retry_info().unwrap();
+    assert_eq!(
+        info.attempts, 2,
+        "the retry went out once the probes lifted the host"
+    );
+}
+
 fn ten_second_backoff() -> RetryPolicy {
     RetryPolicy::builder()
         .max_retries(3)
@@ -450,7 +556,7 @@ async fn a_down_host_does_not_spend_the_retry_budget_of_healthy_ones() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_probe_fails_the_probe_and_keeps_the_checker_alive() {
+async fn a_panicking_probe_gives_no_verdict_and_keeps_the_checker_alive() {
     let probe_no = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p = Arc::clone(&probe_no);
     let mock = MockDriver::new().handler(move |req, _| {
@@ -485,11 +591,64 @@ async fn a_panicking_probe_fails_the_probe_and_keeps_the_checker_alive() {
         "back up after the panic"
     );
     let st = pool.stats();
-    assert!(
-        st.probe_failures >= 2,
-        "the refusal and the panic both failed: {st:?}"
-    );
+    // A driver's panic says nothing about the host: only the refusal
+    // failed a probe, and the panic left the host down (no verdict) until
+    // the next probe succeeded.
+    assert_eq!(st.probe_failures, 1, "{st:?}");
+    let t_up = probe_no.load(Ordering::SeqCst);
+    assert!(t_up >= 5);
     assert_eq!(pool.send("http://db/q").await.unwrap().status(), 200);
+
+    // A panic in the user's `healthy_when` predicate is caught as well.
+    let pool = ConnectionPool::new(MockDriver::new());
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db"], Duration::from_secs(1))
+            .jitter(0.0)
+            .healthy_when(|_| panic!("bug in the predicate"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(Duration::from_secs(5)).await;
+    assert!(
+        pool.health_checker_running(),
+        "the predicate's panic ended the checker"
+    );
+    assert_eq!(state(&pool, "http://db/"), HostState::Up);
+    assert_eq!(pool.stats().probe_failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_probe_leaves_a_down_host_down() {
+    // Down after a refused probe; the next probe panics (no verdict, so
+    // still down), the one after succeeds (up, with thresholds 1/1).
+    let probe_no = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p = Arc::clone(&probe_no);
+    let mock = MockDriver::new().handler(move |req, _| {
+        if req.method() == Method::HEAD {
+            match p.fetch_add(1, Ordering::SeqCst) {
+                0 => Behavior::refused(),
+                1 => Behavior::panic("driver bug in a probe"),
+                _ => Behavior::ok(),
+            }
+        } else {
+            Behavior::ok()
+        }
+    });
+    let pool = ConnectionPool::new(mock.clone());
+    pool.enable_health_check_with(
+        HealthCheck::builder(["http://db"], Duration::from_secs(1))
+            .jitter(0.0)
+            .thresholds(1, 1)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    sleep(Duration::from_millis(1500)).await; // probes at 0 s and 1 s
+    assert_eq!(probe_no.load(Ordering::SeqCst), 2);
+    assert!(matches!(state(&pool, "http://db/"), HostState::Down { .. }));
+    sleep(Duration::from_secs(1)).await; // the probe at 2 s succeeds
+    assert_eq!(state(&pool, "http://db/"), HostState::Up);
 }
 
 #[tokio::test(start_paused = true)]
