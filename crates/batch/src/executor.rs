@@ -150,6 +150,8 @@ pub(crate) struct Done<'a> {
     pub(crate) item: BatchItem,
     pub(crate) started: Instant,
     pub(crate) epoch: u16,
+    /// It was answered at its first poll.
+    pub(crate) instant: bool,
     pub(crate) trace: Option<Box<(Method, Origin)>>,
 }
 
@@ -243,6 +245,7 @@ impl<'a> Future for Call<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
+        let first_poll = this.begun.is_none();
         let (epoch, started) = match this.begun {
             Some(b) => b,
             None => {
@@ -285,6 +288,7 @@ impl<'a> Future for Call<'a> {
             },
             started,
             epoch,
+            instant: first_poll,
             trace: this.trace.take(),
         })
     }
