@@ -641,6 +641,9 @@ impl HostEntry {
         }
         // Each success needs a round of its own, and rounds start at least
         // `min_pause` apart: the earliest the checker can lift the host.
+        // (A probe of the old configuration recorded just after a
+        // reconfiguration reset this may set it from the old interval; at
+        // worst one request then fails fast where it could have waited.)
         st.probe_clock.is_some_and(|pc| {
             let needed = pc.healthy_threshold.saturating_sub(st.probe_successes);
             pc.min_pause
