@@ -28,8 +28,9 @@
 //! with a permit in hand, so nothing is pulled that cannot start at once.
 //! When a request finishes and nobody else is queued for a permit, the
 //! batch keeps that permit for its next request (no trip through the
-//! semaphore); it hands kept permits back as soon as it has to wait, stops,
-//! yields an item, or someone queues. A stream takes the next input (and a
+//! semaphore); it hands kept permits back as soon as it has to wait or lets
+//! other tasks run, stops, or someone queues — and a stream also whenever
+//! it yields an item. A stream takes the next input (and a
 //! permit for it) only when polled again after yielding, so a consumer
 //! holding an item holds no slot beyond the requests already running. An
 //! invalid input never reaches the driver; its permit goes to the next
@@ -430,6 +431,7 @@ impl<'a, D: Driver> Core<'a, D> {
             // would cancel this batch on a single-threaded runtime.
             self.ready_streak = 0;
             self.resumed = true;
+            self.spare = None;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
