@@ -463,10 +463,21 @@ impl<'a, D: Driver> Core<'a, D> {
                     self.sink.put(done.item);
                     continue;
                 }
-                Poll::Ready(None) if !filled && self.stop.is_none() && !self.input_done => {
+                // Nothing more is ready (or nothing runs): refill the free
+                // slots, then look again if that changed anything.
+                Poll::Ready(None) | Poll::Pending
+                    if !filled && self.stop.is_none() && !self.input_done =>
+                {
                     filled = true;
+                    let before = self.calls.len();
                     self.fill(input.as_mut(), cx);
-                    continue;
+                    if self.calls.len() > before
+                        || self.sink.has_ready()
+                        || self.stop.is_some()
+                        || self.input_done
+                    {
+                        continue;
+                    }
                 }
                 Poll::Ready(None) => {
                     if (self.input_done || self.stop.is_some()) && !self.sink.has_ready() {
@@ -481,14 +492,6 @@ impl<'a, D: Driver> Core<'a, D> {
                             "batch finished"
                         );
                         return Poll::Ready(None);
-                    }
-                }
-                Poll::Pending if !filled && self.stop.is_none() && !self.input_done => {
-                    filled = true;
-                    let before = self.calls.len();
-                    self.fill(input.as_mut(), cx);
-                    if self.calls.len() > before || self.sink.has_ready() || self.stop.is_some() {
-                        continue;
                     }
                 }
                 Poll::Pending => {}

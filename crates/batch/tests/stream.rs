@@ -181,22 +181,44 @@ async fn streams_can_run_on_a_spawned_task_with_a_cloned_executor() {
     assert_eq!(exec.stats().completed, 50);
 }
 
+/// An open channel source holding one URL.
+fn source_with(
+    url: &str,
+) -> (
+    futures::channel::mpsc::UnboundedSender<String>,
+    futures::channel::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tx.unbounded_send(url.to_owned()).unwrap();
+    (tx, rx)
+}
+
+/// Run a batch of `n` on `exec` while a stream of it is held elsewhere:
+/// how many succeeded and how long it took (it fails instead of hanging if
+/// it never gets a worker slot).
+async fn batch_beside<D: httpclient_core::Driver>(
+    exec: &BatchExecutor<D>,
+    n: usize,
+) -> (usize, std::time::Duration) {
+    let t0 = Instant::now();
+    let other = tokio::time::timeout(secs(10), exec.execute_batch(urls(n)))
+        .await
+        .expect("the other batch got worker slots");
+    (other.succeeded, Instant::now() - t0)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stream_holding_an_item_keeps_no_idle_worker_slot() {
     let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    tx.unbounded_send("http://h/0".into()).unwrap();
+    let (tx, rx) = source_with("http://h/0");
     let mut stream = exec.execute_stream(rx);
     // The request finished and the source has nothing more: the stream
     // holds no request, so it must hold no worker slot either while its
     // consumer is away.
     assert!(stream.next().await.unwrap().outcome.is_response());
-    let t0 = Instant::now();
-    let other = tokio::time::timeout(secs(10), exec.execute_batch(urls(2)))
-        .await
-        .expect("the other batch got worker slots");
-    assert_eq!(other.succeeded, 2);
-    assert_eq!(Instant::now() - t0, ms(100), "both slots were free");
+    let (succeeded, took) = batch_beside(&exec, 2).await;
+    assert_eq!(succeeded, 2);
+    assert_eq!(took, ms(100), "both slots were free");
     drop(tx);
     assert!(stream.next().await.is_none());
 
@@ -206,12 +228,9 @@ async fn a_stream_holding_an_item_keeps_no_idle_worker_slot() {
     let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
     let mut stream = exec.execute_iter(urls(2));
     assert_eq!(stream.next().await.unwrap().index, 0);
-    let t0 = Instant::now();
-    let other = tokio::time::timeout(secs(10), exec.execute_batch(urls(1)))
-        .await
-        .expect("the other batch got the worker slot");
-    assert_eq!(other.succeeded, 1);
-    assert_eq!(Instant::now() - t0, ms(100));
+    let (succeeded, took) = batch_beside(&exec, 1).await;
+    assert_eq!(succeeded, 1);
+    assert_eq!(took, ms(100));
     assert_eq!(stream.pulled(), 1);
     assert_eq!(stream.next().await.unwrap().index, 1);
     assert_eq!(mock.max_in_flight(), 1);
@@ -220,8 +239,7 @@ async fn a_stream_holding_an_item_keeps_no_idle_worker_slot() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_ends_a_stream_waiting_on_its_source() {
     let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    tx.unbounded_send("http://h/0".into()).unwrap();
+    let (tx, rx) = source_with("http://h/0");
     let mut stream = exec.execute_stream(rx);
     // Idle: nothing in flight, the source open and empty.
     assert!(stream.next().await.unwrap().outcome.is_response());
@@ -241,8 +259,7 @@ async fn shutdown_ends_a_stream_waiting_on_its_source() {
 
     // Busy: the request in flight finishes, then the stream ends.
     let exec = BatchExecutor::new(slow_mock(ms(100)), 2).unwrap();
-    let (tx2, rx2) = futures::channel::mpsc::unbounded::<String>();
-    tx2.unbounded_send("http://h/1".into()).unwrap();
+    let (tx2, rx2) = source_with("http://h/1");
     let stream = exec.execute_stream(rx2);
     let stopper = async {
         tokio::time::sleep(ms(50)).await;
