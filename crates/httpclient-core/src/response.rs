@@ -17,7 +17,11 @@
 //! by value through every layer and driver: at 256 bytes it still copies in
 //! glibc's straight-line path, while the 56 bytes of inline records (304
 //! bytes) cost more in copying than the allocation they would save, on the
-//! bare driver path too. The extensions stay for callers' own data.
+//! bare driver path too. The records of a happy path — one attempt and no
+//! backoff, no wait for a permit — are one bit each in a byte that fits in
+//! the struct's padding, so a request that went through without retrying or
+//! waiting allocates nothing for them. The extensions stay for callers' own
+//! data.
 
 use std::fmt;
 use std::pin::Pin;
@@ -87,6 +91,11 @@ pub struct Response {
     elapsed: Duration,
     // Boxed to keep `Response` at 256 bytes (see the module docs).
     records: Option<Box<Records>>,
+    /// The common records, inline: bits of [`Plain`]. A layer stamping
+    /// "one attempt, no backoff" or "no wait for the permit" sets a bit
+    /// here instead of allocating the box; the byte sits in padding, so
+    /// `Response` does not grow.
+    plain: u8,
     extensions: Extensions,
 }
 
@@ -95,6 +104,25 @@ pub struct Response {
 struct Records {
     retry_info: Option<RetryInfo>,
     permit_wait: Option<PermitWait>,
+}
+
+/// The records every happy path stamps, kept as bits of `Response::plain`
+/// (a record is in the box or in its bit, never both).
+struct Plain;
+
+impl Plain {
+    /// [`Plain::RETRY_INFO`] is set.
+    const ONE_ATTEMPT: u8 = 1;
+    /// [`Plain::PERMIT_WAIT`] is set.
+    const NO_WAIT: u8 = 2;
+    const RETRY_INFO: RetryInfo = RetryInfo {
+        attempts: 1,
+        backoff: Duration::ZERO,
+    };
+    const PERMIT_WAIT: PermitWait = PermitWait {
+        wait: Duration::ZERO,
+        total: Duration::ZERO,
+    };
 }
 
 impl Response {
@@ -117,6 +145,7 @@ impl Response {
             url: None,
             elapsed: Duration::ZERO,
             records: None,
+            plain: 0,
             extensions: Extensions::new(),
         }
     }
@@ -213,12 +242,23 @@ impl Response {
     /// assert_eq!(Response::new(http::StatusCode::OK).retry_info(), None);
     /// ```
     pub fn retry_info(&self) -> Option<&RetryInfo> {
+        if self.plain & Plain::ONE_ATTEMPT != 0 {
+            return Some(&Plain::RETRY_INFO);
+        }
         self.records.as_ref()?.retry_info.as_ref()
     }
     /// Replace the retry layer's record. A layer that retries calls this on
     /// the response it returns; an outer retry layer overwrites an inner one.
     pub fn set_retry_info(&mut self, info: RetryInfo) {
-        self.records_mut().retry_info = Some(info);
+        if info == Plain::RETRY_INFO {
+            if let Some(r) = &mut self.records {
+                r.retry_info = None;
+            }
+            self.plain |= Plain::ONE_ATTEMPT;
+        } else {
+            self.plain &= !Plain::ONE_ATTEMPT;
+            self.records_mut().retry_info = Some(info);
+        }
     }
     /// How long this request waited for its rate-limit permit. `None` when
     /// no rate limiter handled it. Limiters add to it with
@@ -236,12 +276,23 @@ impl Response {
     /// assert_eq!(pw.total, Duration::from_millis(35));
     /// ```
     pub fn permit_wait(&self) -> Option<&PermitWait> {
+        if self.plain & Plain::NO_WAIT != 0 {
+            return Some(&Plain::PERMIT_WAIT);
+        }
         self.records.as_ref()?.permit_wait.as_ref()
     }
     /// Replace the rate limiter's record as is (no summing; limiters use
     /// [`PermitWait::record`] to add to an inner limiter's record).
     pub fn set_permit_wait(&mut self, wait: PermitWait) {
-        self.records_mut().permit_wait = Some(wait);
+        if wait == Plain::PERMIT_WAIT {
+            if let Some(r) = &mut self.records {
+                r.permit_wait = None;
+            }
+            self.plain |= Plain::NO_WAIT;
+        } else {
+            self.plain &= !Plain::NO_WAIT;
+            self.records_mut().permit_wait = Some(wait);
+        }
     }
     fn records_mut(&mut self) -> &mut Records {
         self.records.get_or_insert_default()
@@ -399,6 +450,56 @@ mod tests {
         assert_eq!(r.retry_info().unwrap().attempts, 1, "set replaces");
         r.set_permit_wait(wait);
         assert_eq!(r.permit_wait(), Some(&wait));
+    }
+
+    #[test]
+    fn happy_path_records_are_inline_and_replace_like_boxed_ones() {
+        let one = RetryInfo {
+            attempts: 1,
+            backoff: Duration::ZERO,
+        };
+        let no_wait = PermitWait::default();
+        let mut r = Response::new(StatusCode::OK)
+            .with_retry_info(one)
+            .with_permit_wait(no_wait);
+        assert_eq!(r.retry_info(), Some(&one));
+        assert_eq!(r.permit_wait(), Some(&no_wait));
+        assert!(r.records.is_none(), "the happy path allocates no box");
+
+        // Boxed and inline records replace each other both ways.
+        let three = RetryInfo {
+            attempts: 3,
+            backoff: Duration::from_millis(20),
+        };
+        let waited = PermitWait {
+            wait: Duration::from_millis(4),
+            total: Duration::from_millis(4),
+        };
+        r.set_retry_info(three);
+        r.set_permit_wait(waited);
+        assert_eq!(r.retry_info(), Some(&three));
+        assert_eq!(r.permit_wait(), Some(&waited));
+        r.set_retry_info(one);
+        assert_eq!(r.retry_info(), Some(&one));
+        assert_eq!(r.permit_wait(), Some(&waited), "the other record stays");
+        r.set_permit_wait(no_wait);
+        assert_eq!(r.permit_wait(), Some(&no_wait));
+        r.set_retry_info(three);
+        assert_eq!(r.retry_info(), Some(&three));
+        assert_eq!(r.permit_wait(), Some(&no_wait));
+
+        // Chained limiters add up from an inline zero.
+        let mut r = Response::new(StatusCode::OK);
+        PermitWait::record(&mut r, Duration::ZERO);
+        PermitWait::record(&mut r, Duration::from_millis(3));
+        assert_eq!(
+            r.permit_wait(),
+            Some(&PermitWait {
+                wait: Duration::from_millis(3),
+                total: Duration::from_millis(3)
+            })
+        );
+        assert!(format!("{r:?}").contains("permit_wait"));
     }
 
     /// `Response` moves by value through every layer; past 256 bytes each

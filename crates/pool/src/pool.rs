@@ -684,8 +684,12 @@ impl<D: Driver> ConnectionPool<D> {
                     } else {
                         None
                     };
-                    let Some(mut req) = copy.or_else(|| original.take()) else {
-                        break 'outcome (Err(Error::Cancelled), 0, Duration::ZERO);
+                    let mut req = match copy {
+                        Some(req) => req,
+                        None => match original.take() {
+                            Some(req) => req,
+                            None => break 'outcome (Err(Error::Cancelled), 0, Duration::ZERO),
+                        },
                     };
                     if req.options().timeout.is_none() {
                         req.options_mut().timeout = policy.attempt_timeout();
@@ -1302,6 +1306,8 @@ impl<D: Driver> Driver for ConnectionPool<D> {
         // (see `run`), the full loop only costs its size where it is used.
         if self.shared.needs_full_loop() {
             in_span(self.run_general(request, span.clone()), span)
+        } else if span.is_disabled() {
+            Box::pin(self.run(Some(request), span))
         } else {
             in_span(self.run(Some(request), span.clone()), span)
         }
