@@ -32,7 +32,7 @@
 use std::time::Duration;
 
 use httpclient_core::http::Method;
-use httpclient_core::{ConfigError, Error, Origin};
+use httpclient_core::{ConfigError, Error, MAX_RETRY_AFTER, Origin};
 
 /// The most warm-up requests per host.
 pub const MAX_WARMUP_PER_HOST: usize = 1_024;
@@ -74,7 +74,8 @@ impl Warmup {
         self.path = path.into();
         self
     }
-    /// Bound on the whole warm-up (default 10 s).
+    /// Bound on the whole warm-up (default 10 s; zero or more than a year
+    /// is a [`ConfigError`] on use).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -105,6 +106,11 @@ impl Warmup {
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::new("timeout", "must be greater than zero"));
+        }
+        // The deadline is `Instant + timeout`: keep it far from overflow,
+        // like every other duration the pool takes.
+        if self.timeout > MAX_RETRY_AFTER {
+            return Err(ConfigError::new("timeout", "must be at most one year"));
         }
         if !self.path.starts_with('/') {
             return Err(ConfigError::new(

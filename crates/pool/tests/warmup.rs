@@ -103,6 +103,8 @@ async fn bad_arguments_are_typed_errors() {
         (Warmup::new(0), "per_host"),
         (Warmup::new(100_000), "per_host"),
         (Warmup::new(1).timeout(Duration::ZERO), "timeout"),
+        // Would overflow `Instant + timeout` (a panic before this check).
+        (Warmup::new(1).timeout(Duration::MAX), "timeout"),
         (Warmup::new(1).path("x"), "path"),
     ] {
         match pool.warmup_connections_with(["http://a"], w).await {
