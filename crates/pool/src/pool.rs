@@ -374,9 +374,12 @@ impl<D: Driver> ConnectionPool<D> {
     }
 
     /// Stop the pool: the health checker ends, backoff sleeps wake and
-    /// return the last attempt's outcome, requests waiting for a per-host
-    /// slot and every later call fail with [`Error::Stopped`]. Attempts
-    /// already at the driver finish normally. Cannot be undone.
+    /// return the last attempt's outcome, a first attempt waiting for a
+    /// per-host slot and every later call fail with [`Error::Stopped`] (a
+    /// retry waiting for a slot returns its previous attempt's outcome).
+    /// Attempts already at the driver finish normally. Cannot be undone;
+    /// cancelling the token given to [`PoolBuilder::cancellation_token`]
+    /// does the same.
     #[doc(alias = "Stop")]
     pub fn stop(&self) {
         self.shared.token.cancel();
@@ -400,6 +403,7 @@ impl<D: Driver> ConnectionPool<D> {
         let s = &*self.shared;
         let c = &s.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let stopped = s.token.is_cancelled();
         let connections_opened = s
             .inner
             .connections_opened()
@@ -430,8 +434,13 @@ impl<D: Driver> ConnectionPool<D> {
             retry_policy: (*self.policy()).clone(),
             retry_budget: s.budget_config,
             per_host_limit: s.registry.per_host_limit(),
-            health_check: *lock(&s.health_summary),
-            stopped: s.token.is_cancelled(),
+            // A cancelled builder token ends the checker without `stop()`.
+            health_check: if stopped {
+                None
+            } else {
+                *lock(&s.health_summary)
+            },
+            stopped,
         }
     }
 

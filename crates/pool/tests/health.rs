@@ -170,6 +170,29 @@ async fn exactly_one_checker_after_repeated_enable_and_disable() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cancelled_builder_token_ends_the_checker_and_its_stats_say_so() {
+    let mock = MockDriver::new();
+    let token = tokio_util::sync::CancellationToken::new();
+    let pool = ConnectionPool::builder(mock.clone())
+        .cancellation_token(token.clone())
+        .build()
+        .unwrap();
+    pool.enable_health_check(["http://a"], Duration::from_secs(1))
+        .unwrap();
+    sleep(secs(1.5)).await;
+    assert!(pool.stats().health_check.is_some());
+    token.cancel();
+    sleep(secs(0.01)).await;
+    assert!(!pool.health_checker_running());
+    let seen = mock.call_count();
+    sleep(secs(5.0)).await;
+    assert_eq!(mock.call_count(), seen, "no probe after the token");
+    let st = pool.stats();
+    assert!(st.stopped);
+    assert_eq!(st.health_check, None, "no checker runs: the stats say none");
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_the_pool_ends_its_checker() {
     let mock = MockDriver::new();
     let pool = ConnectionPool::new(mock.clone());
