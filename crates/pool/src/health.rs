@@ -255,7 +255,10 @@ impl HealthCheckBuilder {
         self
     }
     /// Decide whether a probe's response is healthy (default: status below
-    /// 500). A probe that fails with an error is always unhealthy.
+    /// 500). A probe that fails with an error about the host (connect,
+    /// timeout, reset, bad response) is unhealthy; one that fails for a
+    /// reason that says nothing about the host (an inner limiter refusing,
+    /// an invalid request, a panic) records no verdict.
     pub fn healthy_when(mut self, f: impl Fn(&Response) -> bool + Send + Sync + 'static) -> Self {
         self.healthy = Arc::new(f);
         self
@@ -500,7 +503,9 @@ pub struct HostHealth {
     pub state: HostState,
     /// Whether active health checks probe it.
     pub health_checked: bool,
-    /// Consecutive failed real requests (outlier detection's counter).
+    /// Consecutive failed real requests (outlier detection's counter:
+    /// counted only while outlier detection is on, or for a trial request
+    /// after a cool-down).
     pub consecutive_failures: u32,
     /// Consecutive failed probes.
     pub probe_failures: u32,
@@ -508,7 +513,10 @@ pub struct HostHealth {
     pub probe_successes: u32,
     /// How many times traffic ejected it (resets when it recovers).
     pub ejections: u32,
-    /// The last failure seen (probe or request), as text.
+    /// The last failure seen, as text: by a probe, or by a request that
+    /// feeds host health (with outlier detection on, or a trial after a
+    /// cool-down). Without either, requests' failures are not recorded here
+    /// (see [`crate::PoolStats::failures_by_kind`]).
     pub last_error: Option<String>,
     /// How long ago the last probe finished, and whether it was healthy.
     pub last_check: Option<(Duration, bool)>,
@@ -809,6 +817,8 @@ impl HostEntry {
             origin: self.origin.clone(),
             state: match st.status {
                 Status::Up => HostState::Up,
+                // Cool-down over: the next request goes through as a trial.
+                Status::Down { until, .. } if !st.probed && now >= until => HostState::HalfOpen,
                 Status::Down { by, .. } => HostState::Down(by),
                 Status::HalfOpen { .. } => HostState::HalfOpen,
             },

@@ -307,6 +307,9 @@ async fn outlier_detection_ejects_then_recovers_through_a_half_open_trial() {
         Err(Error::UnhealthyHost { .. })
     ));
     sleep(secs(0.1)).await;
+    // Cool-down over: the next request would go through as a trial, and the
+    // snapshot says so (it said `Down` until that request arrived).
+    assert_eq!(state(&pool, url), HostState::HalfOpen);
 
     // The next trial succeeds → up; traffic flows again.
     up.store(true, Ordering::SeqCst);
