@@ -630,10 +630,12 @@ async fn per_host_limit_caps_in_flight_per_origin_only() {
     assert_eq!(at("b", 0), 2, "host b is not held up by host a");
     assert_eq!(pool.stats().host_limit_waits, 4);
 
-    // A dropped waiter or holder frees its place.
+    // Dropped holders free their slots, and a dropped waiter its place in
+    // the queue: two hold host a's slots, the third waits, all are dropped.
     let held =
-        tokio::time::timeout(ms(500), join_all((0..2).map(|_| pool.send("http://a/x")))).await;
+        tokio::time::timeout(ms(500), join_all((0..3).map(|_| pool.send("http://a/x")))).await;
     assert!(held.is_err());
+    assert_eq!(pool.stats().host_limit_waits, 5, "the third one waited");
     let t1 = Instant::now();
     pool.send("http://a/y").await.unwrap();
     assert_eq!(t1.elapsed(), Duration::from_secs(1), "no slot leaked");
