@@ -359,6 +359,11 @@ pub(crate) struct Inner<D> {
     pub(crate) driver: D,
 }
 
+/// How many times [`BatchExecutor::shutdown_with`] yields to the runtime,
+/// after cancelling the requests in flight, waiting for their batches to
+/// end them before it returns anyway.
+pub const ABORT_PATIENCE: usize = 64;
+
 /// How [`BatchExecutor::shutdown_with`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownOutcome {
@@ -750,7 +755,12 @@ impl<D: Driver> BatchExecutor<D> {
     /// Like [`BatchExecutor::shutdown`], but when `cancel` fires before the
     /// requests in flight have finished, they are cancelled: each ends with
     /// [`Error::Cancelled`] in its batch (its connection is dropped), and
-    /// this returns once their futures are gone.
+    /// this returns once their futures are gone — or, for requests whose
+    /// batch or stream is not being polled (its owner is busy elsewhere, or
+    /// is the very task awaiting this shutdown), after giving the runtime a
+    /// few turns ([`ABORT_PATIENCE`] yields): such a batch ends them when it
+    /// is next polled, or drops them when it is dropped. Either way it
+    /// returns: the grace period is a bound, not a hope.
     pub async fn shutdown_with(&self, cancel: CancellationToken) -> ShutdownOutcome {
         self.shutdown_until(cancel.cancelled()).await
     }
@@ -780,7 +790,15 @@ impl<D: Driver> BatchExecutor<D> {
         tracing::debug!(target: "httpclient_batch", cancelled, "shutdown: cancelling requests in flight");
         shared.aborted.store(true, Ordering::Release);
         shared.abort.cancel();
-        shared.wait_idle().await;
+        // Batches being polled end their requests as soon as they run; one
+        // that nobody polls would keep the gauge up forever.
+        let idle = pin!(shared.wait_idle());
+        let patience = pin!(async {
+            for _ in 0..ABORT_PATIENCE {
+                tokio::task::yield_now().await;
+            }
+        });
+        futures_util::future::select(idle, patience).await;
         ShutdownOutcome::Aborted { cancelled }
     }
 

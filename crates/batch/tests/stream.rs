@@ -350,3 +350,37 @@ async fn latency_excludes_the_time_a_consumer_holds_an_item() {
     assert_eq!(stats.latency.max, secs(1));
     assert_eq!(stats.latency.count, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_grace_period_bounds_shutdown_even_when_the_caller_holds_the_stream() {
+    // The stream is held, unpolled, by the very task that shuts down: its
+    // requests cannot end until it is polled again. The shutdown still
+    // returns after the grace period (it hung forever before), and the
+    // stream reports them cancelled when it is polled again.
+    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
+        0 => Behavior::ok().after(ms(100)),
+        _ => Behavior::hang(),
+    });
+    let exec = BatchExecutor::new(mock.clone(), 3).unwrap();
+    let mut stream = exec.execute_iter(urls(3));
+    let first = stream.next().await.unwrap();
+    assert!(first.outcome.is_response());
+    let t0 = Instant::now();
+    let outcome = tokio::time::timeout(secs(60), exec.shutdown_timeout(secs(1)))
+        .await
+        .expect("shutdown_timeout returned");
+    assert_eq!(
+        outcome,
+        httpclient_batch::ShutdownOutcome::Aborted { cancelled: 2 }
+    );
+    assert_eq!(Instant::now() - t0, secs(1), "the grace period and no more");
+    let rest: Vec<_> = stream.collect().await;
+    assert_eq!(rest.len(), 2);
+    assert!(
+        rest.iter()
+            .all(|i| matches!(i.outcome, Outcome::Error(Error::Cancelled))),
+        "{rest:?}"
+    );
+    assert_eq!(mock.in_flight(), 0);
+    assert_eq!(exec.in_flight(), 0);
+}
