@@ -384,3 +384,29 @@ async fn a_grace_period_bounds_shutdown_even_when_the_caller_holds_the_stream() 
     assert_eq!(mock.in_flight(), 0);
     assert_eq!(exec.in_flight(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ordered_stream_keeps_its_workers_busy_behind_a_slow_head() {
+    // Input 0 takes 1 s, the others answer at once. The window (16) has room
+    // for 16 inputs past the head, the workers (4) run them: every slot the
+    // quick ones free is refilled while the head is out (the slots sat idle
+    // until the head finished before).
+    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
+        0 => Behavior::ok().after(secs(1)),
+        _ => Behavior::ok(),
+    });
+    let exec = BatchExecutor::new(mock.clone(), 4).unwrap();
+    let t0 = Instant::now();
+    let items: Vec<_> = exec
+        .execute_stream_ordered(futures::stream::iter(urls(20)), 16)
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(
+        items.iter().map(|i| i.index).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+    let started_at_once = mock.calls().iter().filter(|c| c.at == t0).count();
+    assert_eq!(started_at_once, 16, "the whole window, while the head ran");
+    assert!(mock.max_in_flight() <= 4);
+}
