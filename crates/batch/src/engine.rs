@@ -516,14 +516,19 @@ impl<'a, D: Driver> Core<'a, D> {
         }
     }
 
-    /// Hand `item` to the caller. A stream gives a kept permit back first:
-    /// its consumer may hold the item for a long time, and nobody should
-    /// wait for a worker slot the stream is not using meanwhile.
+    /// Hand `item` to the caller. A stream gives a kept permit back first,
+    /// and leaves the semaphore's queue: its consumer may hold the item for
+    /// a long time, and nobody should wait for a worker slot the stream is
+    /// not using meanwhile.
     /// (`execute_batch` polls again at once, so it keeps its permits.)
     #[inline]
     fn yield_item(&mut self, item: BatchItem) -> Poll<Option<BatchItem>> {
         if !self.polled_at_once {
             self.spare = None;
+            // Leave the queue too: a permit the semaphore hands to a queued
+            // request the stream will not poll until its consumer returns
+            // would sit there unused (dropping it gives such a permit back).
+            self.acquiring = None;
         }
         self.ready_streak += 1;
         Poll::Ready(Some(item))
@@ -744,7 +749,13 @@ impl<'a, D: Driver> Core<'a, D> {
     #[inline]
     fn finish(&mut self, done: &mut Done<'a>) {
         if let Some(permit) = done.permit.take() {
-            if self.stop.is_none() && !self.input_done && !self.inner.shared.has_waiters() {
+            // Our own queued request does not count: the semaphore would
+            // hand it the permit, where a stream's consumer may leave it idle.
+            let own = self.acquiring.is_some();
+            if self.stop.is_none()
+                && !self.input_done
+                && !self.inner.shared.has_waiters_besides(own)
+            {
                 self.keep_spare(permit);
             }
         }

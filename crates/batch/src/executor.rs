@@ -62,8 +62,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed) > 0
+    /// Whether anyone waits for a permit besides the caller's own queued
+    /// request (`own`: the caller has one in the queue).
+    pub(crate) fn has_waiters_besides(&self, own: bool) -> bool {
+        self.waiting.load(Ordering::Relaxed) > usize::from(own)
     }
 
     /// Wait for one permit (the slow path), counted in `waiting`.

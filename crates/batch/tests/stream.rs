@@ -410,3 +410,40 @@ async fn an_ordered_stream_keeps_its_workers_busy_behind_a_slow_head() {
     assert_eq!(started_at_once, 16, "the whole window, while the head ran");
     assert!(mock.max_in_flight() <= 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_holding_an_item_lets_go_of_the_slot_it_queued_for() {
+    // Two workers: a single call holds one for 300 ms; a stream runs input
+    // 0 on the other and queues for a slot for input 1. When input 0 ends
+    // the stream is the only waiter; it yields item 0 and its consumer holds
+    // it. The freed slot must not sit in the stream's queued request
+    // meanwhile (before, the semaphore handed it there, and another batch
+    // waited for the single call instead).
+    let mock = MockDriver::new().handler(|req, _| {
+        if req.uri().path() == "/single" {
+            Behavior::ok().after(ms(300))
+        } else {
+            Behavior::ok().after(ms(100))
+        }
+    });
+    let exec = BatchExecutor::new(mock.clone(), 2).unwrap();
+    let single = httpclient_core::Driver::execute(
+        &exec,
+        httpclient_core::Request::get("http://h/single")
+            .build()
+            .unwrap(),
+    );
+    let streamed = async {
+        let mut stream = exec.execute_iter(urls(3));
+        assert_eq!(stream.next().await.unwrap().index, 0);
+        let beside = batch_beside(&exec, 1).await;
+        let rest: Vec<_> = stream.map(|i| i.index).collect().await;
+        (beside, rest)
+    };
+    let (single, ((succeeded, took), rest)) = tokio::join!(single, streamed);
+    assert!(single.is_ok());
+    assert_eq!(succeeded, 1);
+    assert_eq!(took, ms(100), "the slot input 0 freed was free");
+    assert_eq!(rest, vec![1, 2]);
+    assert!(mock.max_in_flight() <= 2);
+}
