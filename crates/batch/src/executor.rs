@@ -233,6 +233,8 @@ impl<'a> Call<'a> {
     /// (nothing was sent: the caller reports it as not started).
     pub(crate) fn abandon(mut self, kind: &'static str) -> Option<Duration> {
         let now = Instant::now();
+        self.ticket.as_ref()?;
+        self.drop_request();
         let ticket = self.ticket.take()?;
         let stats = &ticket.shared.stats;
         drop(ticket);
@@ -296,9 +298,25 @@ impl<'a> Future for Call<'a> {
     }
 }
 
+impl Call<'_> {
+    /// Drop the driver's future (and its connection) now, before the
+    /// ticket: a shutdown waiting for the in-flight gauge must not return
+    /// while the request is still being torn down on another thread. (The
+    /// placeholder is a zero-sized future: no allocation.)
+    fn drop_request(&mut self) {
+        drop(std::mem::replace(
+            &mut self.fut,
+            Box::pin(std::future::pending()),
+        ));
+    }
+}
+
 impl Drop for Call<'_> {
     fn drop(&mut self) {
         // Dropped in flight by whoever owned the batch or the call.
+        if self.ticket.is_some() {
+            self.drop_request();
+        }
         if let Some(ticket) = self.ticket.take() {
             let stats = &ticket.shared.stats;
             drop(ticket);

@@ -801,3 +801,57 @@ async fn latency_excludes_the_time_a_batch_lets_other_tasks_run() {
     assert_eq!(slowest, Duration::ZERO);
     assert_eq!(exec.stats().latency.max, Duration::ZERO);
 }
+
+/// A driver whose requests never answer and which notes, when a request's
+/// future is dropped, how many requests the executor still counted in
+/// flight at that moment (read through `GAUGE`, set once the executor is
+/// built).
+struct NotesGaugeOnDrop {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+static GAUGE: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>> =
+    std::sync::OnceLock::new();
+
+struct Noting(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl Drop for Noting {
+    fn drop(&mut self) {
+        let gauge = GAUGE.get().map_or(usize::MAX, |g| g());
+        self.0.lock().unwrap().push(gauge);
+    }
+}
+
+#[httpclient_core::async_trait]
+impl Driver for NotesGaugeOnDrop {
+    async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
+        let _noting = Noting(self.seen.clone());
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_request_is_gone_before_it_leaves_the_in_flight_gauge() {
+    // A shutdown waits for the gauge to reach zero and promises the
+    // cancelled requests' futures (their connections) are gone by then: each
+    // must be dropped while it still counts. (The gauge went down first.)
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let exec = BatchExecutor::new(NotesGaugeOnDrop { seen: seen.clone() }, 2).unwrap();
+    let watched = exec.clone();
+    assert!(GAUGE.set(Box::new(move || watched.in_flight())).is_ok());
+    let batch = exec.execute_batch(urls(2));
+    let stopper = async {
+        tokio::time::sleep(ms(10)).await;
+        exec.shutdown_timeout(ms(10)).await
+    };
+    let (result, outcome) = tokio::join!(batch, stopper);
+    assert_eq!(
+        outcome,
+        httpclient_batch::ShutdownOutcome::Aborted { cancelled: 2 }
+    );
+    assert_eq!(result.failed, 2);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "both futures were dropped");
+    assert!(seen.iter().all(|&n| n >= 1), "gauge at each drop: {seen:?}");
+    assert_eq!(exec.in_flight(), 0);
+}
