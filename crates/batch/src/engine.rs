@@ -802,10 +802,15 @@ impl<'a, D: Driver> Core<'a, D> {
         }
         let kind = error().kind_name();
         let reason = self.stop.unwrap_or(StopReason::Cancelled);
-        for call in mem::take(&mut self.calls) {
+        for mut call in mem::take(&mut self.calls) {
             let index = call.index();
+            let trace = call.take_trace();
             match call.abandon(kind) {
-                Some(elapsed) => self.put(index, Outcome::Error(error()), elapsed),
+                Some(elapsed) => {
+                    let e = error();
+                    trace_failure(index, trace.as_deref(), &e);
+                    self.put(index, Outcome::Error(e), elapsed);
+                }
                 None => {
                     self.inner.shared.stats.record_not_started(1);
                     self.put(index, Outcome::NotStarted(reason), Duration::ZERO);

@@ -228,6 +228,11 @@ impl<'a> Call<'a> {
         self.index
     }
 
+    /// The method and origin kept for the trace (when debug events are on).
+    pub(crate) fn take_trace(&mut self) -> Option<Box<(Method, Origin)>> {
+        self.trace.take()
+    }
+
     /// Drop the request while it is in flight, counting it as an error of
     /// `kind`. Returns how long it ran, or `None` when it was never polled
     /// (nothing was sent: the caller reports it as not started).
@@ -890,10 +895,14 @@ impl<D: Driver> Driver for BatchExecutor<D> {
                     Outcome::NotStarted(_) => Err(stopped()),
                 }
             }
-            None => match call.abandon("cancelled") {
-                Some(_) => Err(Error::Cancelled),
+            None => match (call.take_trace(), call.abandon("cancelled")) {
+                (trace, Some(_)) => {
+                    let e = Error::Cancelled;
+                    trace_failure(0, trace.as_deref(), &e);
+                    Err(e)
+                }
                 // Aborted before its first poll: nothing was sent.
-                None => {
+                (_, None) => {
                     shared.stats.record_not_started(1);
                     Err(stopped())
                 }

@@ -90,13 +90,39 @@ fn a_span_per_batch_and_an_event_per_failed_request() {
             inputs.push("not a url".into());
             let r = exec.execute_batch(inputs).await;
             assert_eq!(r.failed, 4);
+
+            // Requests cancelled in flight are failures too: two in a batch
+            // whose token fires, one single call cut by an aborted shutdown.
+            let hang = MockDriver::new().default_behavior(Behavior::hang());
+            let exec = BatchExecutor::new(hang, 3).unwrap();
+            let token = httpclient_batch::CancellationToken::new();
+            let options = httpclient_batch::BatchOptions::builder()
+                .cancel_token(token.clone())
+                .build()
+                .unwrap();
+            let single = httpclient_core::Driver::execute(
+                &exec,
+                httpclient_core::Request::get("http://h/single")
+                    .build()
+                    .unwrap(),
+            );
+            let stopper = async {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                token.cancel();
+                exec.shutdown_timeout(std::time::Duration::from_secs(1))
+                    .await
+            };
+            let (single, r, _) =
+                tokio::join!(single, exec.execute_batch_with(urls(2), options), stopper);
+            assert!(single.is_err());
+            assert_eq!(r.failed, 2);
         });
     });
-    assert_eq!(counts.spans.load(Ordering::SeqCst), 1);
+    assert_eq!(counts.spans.load(Ordering::SeqCst), 2);
     assert_eq!(
         counts.debug_failed.load(Ordering::SeqCst),
-        3,
-        "2 resets + 1 invalid input"
+        6,
+        "2 resets + 1 invalid input + 3 cancelled in flight"
     );
     assert_eq!(counts.warn.load(Ordering::SeqCst), 1, "the panic");
 }
