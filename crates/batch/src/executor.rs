@@ -325,13 +325,15 @@ impl Drop for Call<'_> {
         if let Some(ticket) = self.ticket.take() {
             let stats = &ticket.shared.stats;
             drop(ticket);
-            if let Some((epoch, started)) = self.begun {
-                stats.record_finish(
+            match self.begun {
+                Some((epoch, started)) => stats.record_finish(
                     epoch,
                     started,
                     Instant::now(),
                     Finish::Cancelled("cancelled"),
-                );
+                ),
+                // Never polled: the driver did nothing, nothing was sent.
+                None => stats.record_not_started(1),
             }
         }
     }

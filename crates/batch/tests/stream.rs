@@ -447,3 +447,20 @@ async fn a_stream_holding_an_item_lets_go_of_the_slot_it_queued_for() {
     assert_eq!(rest, vec![1, 2]);
     assert!(mock.max_in_flight() <= 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_dropped_before_their_first_poll_count_as_not_started() {
+    // Input 0 answers at its first poll and is yielded before inputs 1 and
+    // 2, handed over in the same poll, were polled; the consumer then drops
+    // the stream. Nothing of 1 and 2 reached the driver: they are not
+    // started, not uncounted (they were in no counter before).
+    let mock = MockDriver::new();
+    let exec = BatchExecutor::new(mock.clone(), 3).unwrap();
+    let mut stream = exec.execute_iter(urls(3));
+    assert_eq!(stream.next().await.unwrap().index, 0);
+    drop(stream);
+    assert_eq!(mock.call_count(), 1);
+    let st = exec.stats();
+    assert_eq!((st.requests, st.completed, st.not_started), (1, 1, 2));
+    assert_eq!(exec.in_flight(), 0);
+}
