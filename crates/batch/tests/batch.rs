@@ -644,9 +644,6 @@ async fn dropping_the_batch_future_drops_its_requests() {
     let again = exec.execute_batch(urls(3)).await;
     assert_eq!(again.succeeded, 3);
     assert_eq!(again.duration, secs(1));
-    let exec2 = exec.clone();
-    drop(exec);
-    assert_eq!(exec2.in_flight(), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,7 +26,7 @@ async fn rates_are_zero_not_nan_before_any_request_and_after_reset() {
     exec.reset_stats();
     let s = exec.stats();
     assert_eq!(s.requests, 0);
-    assert!(!s.throughput.is_nan() && !s.error_rate.is_nan());
+    assert_eq!((s.throughput, s.error_rate), (0.0, 0.0));
     assert_eq!(s.latency.count, 0);
 }
 
