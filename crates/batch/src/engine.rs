@@ -524,11 +524,12 @@ impl<'a, D: Driver> Core<'a, D> {
     #[inline]
     fn yield_item(&mut self, item: BatchItem) -> Poll<Option<BatchItem>> {
         if !self.polled_at_once {
-            self.spare = None;
-            // Leave the queue too: a permit the semaphore hands to a queued
+            // Leave the queue first (a permit the semaphore hands to a queued
             // request the stream will not poll until its consumer returns
-            // would sit there unused (dropping it gives such a permit back).
+            // would sit there unused; dropping it gives such a permit back),
+            // then give the kept permit back to whoever else waits.
             self.acquiring = None;
+            self.spare = None;
         }
         self.ready_streak += 1;
         Poll::Ready(Some(item))
