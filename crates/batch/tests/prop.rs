@@ -70,7 +70,7 @@ fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
         2 => Just(Shape::Batch),
         1 => Just(Shape::Unordered),
-        1 => (1usize..6).prop_map(Shape::Ordered),
+        1 => (1usize..12).prop_map(Shape::Ordered),
     ]
 }
 
