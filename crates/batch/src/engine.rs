@@ -429,14 +429,7 @@ impl<'a, D: Driver> Core<'a, D> {
             self.check_resume_signals();
         }
         if self.ready_streak >= YIELD_EVERY {
-            // Ready this many times in a row (a driver that never waits):
-            // let the rest of the task's executor run — say, the task that
-            // would cancel this batch on a single-threaded runtime.
-            self.ready_streak = 0;
-            self.resumed = true;
-            self.spare = None;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            return self.yield_to_runtime(cx);
         }
         // Freed slots are refilled once per pass, when no more results are
         // ready (see "Refill per wake-up" in the module docs).
@@ -466,7 +459,13 @@ impl<'a, D: Driver> Core<'a, D> {
                     self.sink.put(done.item);
                     // Its slot is free and nothing may wake this batch for
                     // it (say, a result answered at its first poll, behind a
-                    // slow head): refill once more when nothing is ready.
+                    // slow head): refill once more when nothing is ready —
+                    // within the same budget as yielded results, so a head
+                    // that waits on this very thread gets its turn.
+                    self.ready_streak += 1;
+                    if self.ready_streak >= YIELD_EVERY {
+                        return self.yield_to_runtime(cx);
+                    }
                     filled = false;
                     continue;
                 }
@@ -514,6 +513,20 @@ impl<'a, D: Driver> Core<'a, D> {
             self.resumed = true;
             return Poll::Pending;
         }
+    }
+
+    /// Ready this many times in a row (a driver that never waits, or results
+    /// kept behind a slow head): let the rest of the task's executor run —
+    /// say, the timer the head waits for, or the task that would cancel
+    /// this batch, on a single-threaded runtime. Kept permits go back first.
+    #[cold]
+    #[inline(never)]
+    fn yield_to_runtime(&mut self, cx: &mut Context<'_>) -> Poll<Option<BatchItem>> {
+        self.ready_streak = 0;
+        self.resumed = true;
+        self.spare = None;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Hand `item` to the caller. A stream gives a kept permit back first,

@@ -386,10 +386,13 @@ pub(crate) struct Inner<D> {
     pub(crate) driver: D,
 }
 
-/// How many times [`BatchExecutor::shutdown_with`] yields to the runtime,
-/// after cancelling the requests in flight, waiting for their batches to
-/// end them before it returns anyway.
-pub const ABORT_PATIENCE: usize = 64;
+/// How long [`BatchExecutor::shutdown_timeout`], once its grace period is
+/// over and it has cancelled the requests in flight, waits for their
+/// batches to end them before it returns anyway. A batch being polled ends
+/// them within microseconds; one that nobody polls (its owner is busy
+/// elsewhere, or is the very task awaiting the shutdown) ends them when it
+/// is next polled, or drops them when it is dropped.
+pub const ABORT_SETTLE: Duration = Duration::from_millis(100);
 
 /// How [`BatchExecutor::shutdown_with`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,10 +400,15 @@ pub enum ShutdownOutcome {
     /// Every in-flight request finished on its own.
     Drained,
     /// The token fired first: this many requests were still in flight and
-    /// were cancelled (each ends with [`Error::Cancelled`] in its batch).
+    /// were cancelled (each ends with [`Error::Cancelled`] in its batch, or
+    /// as not started if it had never been polled).
     Aborted {
         /// Requests in flight when the shutdown gave up waiting.
         cancelled: usize,
+        /// Of those, how many their batches had not yet ended when the
+        /// shutdown returned: 0 unless a batch holding some was not being
+        /// polled (see [`ABORT_SETTLE`]).
+        unfinished: usize,
     },
 }
 
@@ -782,23 +790,36 @@ impl<D: Driver> BatchExecutor<D> {
     /// Like [`BatchExecutor::shutdown`], but when `cancel` fires before the
     /// requests in flight have finished, they are cancelled: each ends with
     /// [`Error::Cancelled`] in its batch (its connection is dropped), and
-    /// this returns once their futures are gone — or, for requests whose
-    /// batch or stream is not being polled (its owner is busy elsewhere, or
-    /// is the very task awaiting this shutdown), after giving the runtime a
-    /// few turns ([`ABORT_PATIENCE`] yields): such a batch ends them when it
-    /// is next polled, or drops them when it is dropped. Either way it
-    /// returns: the grace period is a bound, not a hope.
+    /// this returns once their futures are gone. Like `shutdown`, it needs
+    /// the batches holding them to be polled (or dropped): if the caller
+    /// may hold one itself, use [`BatchExecutor::shutdown_timeout`], whose
+    /// wait is bounded.
     pub async fn shutdown_with(&self, cancel: CancellationToken) -> ShutdownOutcome {
-        self.shutdown_until(cancel.cancelled()).await
+        self.shutdown_until(cancel.cancelled(), std::future::pending())
+            .await
     }
 
-    /// [`BatchExecutor::shutdown_with`] a grace period (tokio's clock; needs
-    /// a runtime with time enabled).
+    /// [`BatchExecutor::shutdown_with`] a grace period, and bounded: once
+    /// the grace period is over and the requests in flight are cancelled, it
+    /// waits at most [`ABORT_SETTLE`] for their batches to end them, then
+    /// returns anyway ([`ShutdownOutcome::Aborted`] says how many were left
+    /// to a batch that was not being polled). Uses tokio's clock: needs a
+    /// runtime with time enabled.
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownOutcome {
-        self.shutdown_until(tokio::time::sleep(grace)).await
+        self.shutdown_until(
+            tokio::time::sleep(grace),
+            // Measured from now, like the grace period: it ends
+            // `ABORT_SETTLE` after that (tokio clamps a far-off deadline).
+            tokio::time::sleep(grace.saturating_add(ABORT_SETTLE)),
+        )
+        .await
     }
 
-    async fn shutdown_until(&self, give_up: impl Future<Output = ()>) -> ShutdownOutcome {
+    async fn shutdown_until(
+        &self,
+        give_up: impl Future<Output = ()>,
+        settle: impl Future<Output = ()>,
+    ) -> ShutdownOutcome {
         self.begin_shutdown();
         let shared = &self.inner.shared;
         {
@@ -818,15 +839,18 @@ impl<D: Driver> BatchExecutor<D> {
         shared.aborted.store(true, Ordering::Release);
         shared.abort.cancel();
         // Batches being polled end their requests as soon as they run; one
-        // that nobody polls would keep the gauge up forever.
+        // that nobody polls would keep the gauge up until it is.
         let idle = pin!(shared.wait_idle());
-        let patience = pin!(async {
-            for _ in 0..ABORT_PATIENCE {
-                tokio::task::yield_now().await;
-            }
-        });
-        futures_util::future::select(idle, patience).await;
-        ShutdownOutcome::Aborted { cancelled }
+        let settle = pin!(settle);
+        futures_util::future::select(idle, settle).await;
+        let unfinished = shared.stats.in_flight();
+        if unfinished > 0 {
+            tracing::debug!(target: "httpclient_batch", unfinished, "shutdown: returning while batches not being polled hold cancelled requests");
+        }
+        ShutdownOutcome::Aborted {
+            cancelled,
+            unfinished,
+        }
     }
 
     fn begin_shutdown(&self) {

@@ -96,7 +96,7 @@ mod result;
 pub mod stats;
 
 pub use engine::{BatchStream, IterInput};
-pub use executor::{ABORT_PATIENCE, BatchExecutor, BatchExecutorBuilder, ShutdownOutcome};
+pub use executor::{ABORT_SETTLE, BatchExecutor, BatchExecutorBuilder, ShutdownOutcome};
 pub use options::{BatchOptions, BatchOptionsBuilder, FailFast};
 pub use result::{BatchItem, BatchResult, Outcome, StopReason};
 pub use stats::{BatchStats, LatencySummary, StatusClasses};

@@ -550,7 +550,10 @@ async fn shutdown_with_a_grace_period_cancels_what_is_still_running() {
     let (single, result, outcome) = tokio::join!(single, exec.execute_batch(urls(5)), stopper);
     assert_eq!(
         outcome,
-        httpclient_batch::ShutdownOutcome::Aborted { cancelled: 2 }
+        httpclient_batch::ShutdownOutcome::Aborted {
+            cancelled: 2,
+            unfinished: 0
+        }
     );
     assert!(matches!(single, Err(Error::Cancelled)), "{single:?}");
     assert_eq!(result.duration, secs(3));
@@ -844,7 +847,10 @@ async fn a_cancelled_request_is_gone_before_it_leaves_the_in_flight_gauge() {
     let (result, outcome) = tokio::join!(batch, stopper);
     assert_eq!(
         outcome,
-        httpclient_batch::ShutdownOutcome::Aborted { cancelled: 2 }
+        httpclient_batch::ShutdownOutcome::Aborted {
+            cancelled: 2,
+            unfinished: 0
+        }
     );
     assert_eq!(result.failed, 2);
     let seen = seen.lock().unwrap().clone();

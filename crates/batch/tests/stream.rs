@@ -355,8 +355,9 @@ async fn latency_excludes_the_time_a_consumer_holds_an_item() {
 async fn a_grace_period_bounds_shutdown_even_when_the_caller_holds_the_stream() {
     // The stream is held, unpolled, by the very task that shuts down: its
     // requests cannot end until it is polled again. The shutdown still
-    // returns after the grace period (it hung forever before), and the
-    // stream reports them cancelled when it is polled again.
+    // returns, a bounded time after the grace period (it hung forever
+    // before), says two were left unfinished, and the stream reports them
+    // cancelled when it is polled again.
     let mock = MockDriver::new().handler(|req, _| match index_of(req) {
         0 => Behavior::ok().after(ms(100)),
         _ => Behavior::hang(),
@@ -371,9 +372,16 @@ async fn a_grace_period_bounds_shutdown_even_when_the_caller_holds_the_stream() 
         .expect("shutdown_timeout returned");
     assert_eq!(
         outcome,
-        httpclient_batch::ShutdownOutcome::Aborted { cancelled: 2 }
+        httpclient_batch::ShutdownOutcome::Aborted {
+            cancelled: 2,
+            unfinished: 2
+        }
     );
-    assert_eq!(Instant::now() - t0, secs(1), "the grace period and no more");
+    assert_eq!(
+        Instant::now() - t0,
+        secs(1) + httpclient_batch::ABORT_SETTLE,
+        "the grace period, then the settling bound"
+    );
     let rest: Vec<_> = stream.collect().await;
     assert_eq!(rest.len(), 2);
     assert!(
@@ -463,4 +471,54 @@ async fn requests_dropped_before_their_first_poll_count_as_not_started() {
     let st = exec.stats();
     assert_eq!((st.requests, st.completed, st.not_started), (1, 1, 2));
     assert_eq!(exec.in_flight(), 0);
+}
+
+/// Input 0 waits for a signal another task sends; every other input answers
+/// at its first poll.
+struct HeadWaitsForSignal {
+    signal: Arc<tokio::sync::Notify>,
+}
+
+#[httpclient_core::async_trait]
+impl httpclient_core::Driver for HeadWaitsForSignal {
+    async fn execute(
+        &self,
+        request: httpclient_core::Request,
+    ) -> Result<httpclient_core::Response, Error> {
+        if index_of(&request) == 0 {
+            self.signal.notified().await;
+        }
+        Ok(httpclient_core::Response::new(
+            httpclient_core::http::StatusCode::OK,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn results_kept_behind_a_waiting_head_do_not_starve_the_runtime() {
+    // A wide ordered window, quick results behind a head that waits for
+    // another task on this single-threaded runtime: the stream must let that
+    // task run after a bounded amount of work (it ran through the whole
+    // input in one poll before, so the signal came only at the end).
+    const N: usize = 20_000;
+    let signal = Arc::new(tokio::sync::Notify::new());
+    let exec = BatchExecutor::new(
+        HeadWaitsForSignal {
+            signal: signal.clone(),
+        },
+        4,
+    )
+    .unwrap();
+    let sender = tokio::spawn(async move { signal.notify_one() });
+    let mut stream = exec
+        .execute_stream_ordered(futures::stream::iter(urls(N)), N)
+        .unwrap();
+    assert_eq!(stream.next().await.unwrap().index, 0);
+    let pulled = stream.pulled();
+    assert!(
+        pulled < N / 10,
+        "{pulled} of {N} pulled before the head's turn"
+    );
+    assert_eq!(stream.count().await, N - 1);
+    sender.await.unwrap();
 }
