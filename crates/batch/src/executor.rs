@@ -238,14 +238,18 @@ impl<'a> Call<'a> {
     /// (nothing was sent: the caller reports it as not started).
     pub(crate) fn abandon(mut self, kind: &'static str) -> Option<Duration> {
         let now = Instant::now();
-        self.ticket.as_ref()?;
+        let shared = self.ticket.as_ref()?.shared;
+        let ran = self.begun.map(|(epoch, started)| {
+            shared
+                .stats
+                .record_finish(epoch, started, now, Finish::Cancelled(kind));
+            now.saturating_duration_since(started)
+        });
+        // The request (and its connection) goes before its place in the
+        // gauge (see `drop_request`).
         self.drop_request();
-        let ticket = self.ticket.take()?;
-        let stats = &ticket.shared.stats;
-        drop(ticket);
-        let (epoch, started) = self.begun?;
-        stats.record_finish(epoch, started, now, Finish::Cancelled(kind));
-        Some(now.saturating_duration_since(started))
+        self.ticket = None;
+        ran
     }
 }
 
@@ -319,23 +323,25 @@ impl Call<'_> {
 impl Drop for Call<'_> {
     fn drop(&mut self) {
         // Dropped in flight by whoever owned the batch or the call.
-        if self.ticket.is_some() {
-            self.drop_request();
+        let Some(shared) = self.ticket.as_ref().map(|t| t.shared) else {
+            return;
+        };
+        // Counted first, so that a driver future whose destructor panics is
+        // counted all the same.
+        match self.begun {
+            Some((epoch, started)) => shared.stats.record_finish(
+                epoch,
+                started,
+                Instant::now(),
+                Finish::Cancelled("cancelled"),
+            ),
+            // Never polled: the driver did nothing, nothing was sent.
+            None => shared.stats.record_not_started(1),
         }
-        if let Some(ticket) = self.ticket.take() {
-            let stats = &ticket.shared.stats;
-            drop(ticket);
-            match self.begun {
-                Some((epoch, started)) => stats.record_finish(
-                    epoch,
-                    started,
-                    Instant::now(),
-                    Finish::Cancelled("cancelled"),
-                ),
-                // Never polled: the driver did nothing, nothing was sent.
-                None => stats.record_not_started(1),
-            }
-        }
+        // Then the request (and its connection), then its place in the
+        // gauge (see `drop_request`).
+        self.drop_request();
+        self.ticket = None;
     }
 }
 

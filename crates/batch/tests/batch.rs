@@ -858,3 +858,38 @@ async fn a_cancelled_request_is_gone_before_it_leaves_the_in_flight_gauge() {
     assert!(seen.iter().all(|&n| n >= 1), "gauge at each drop: {seen:?}");
     assert_eq!(exec.in_flight(), 0);
 }
+
+/// Requests never answer, and their futures panic when dropped.
+struct PanicsOnDrop;
+
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("driver future panicked in its destructor");
+    }
+}
+
+#[httpclient_core::async_trait]
+impl Driver for PanicsOnDrop {
+    async fn execute(&self, _request: Request) -> Result<httpclient_core::Response, Error> {
+        let _bomb = Bomb;
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_future_panics_on_drop_is_still_counted() {
+    let exec = BatchExecutor::new(PanicsOnDrop, 1).unwrap();
+    let batch = exec.execute_batch(urls(1));
+    let mut batch = Box::pin(batch);
+    // Started and in flight.
+    assert!(tokio::time::timeout(ms(10), batch.as_mut()).await.is_err());
+    assert_eq!(exec.in_flight(), 1);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(batch)));
+    assert!(dropped.is_err(), "the destructor's panic came through");
+    let st = exec.stats();
+    assert_eq!((st.requests, st.errors), (1, 1));
+    assert_eq!(st.errors_by_kind.get("cancelled"), Some(&1));
+    assert_eq!(exec.in_flight(), 0, "its place in the gauge was given back");
+}
