@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{index_of, ms, secs, slow_mock, urls};
+use common::{index_of, input_differs, ms, secs, slow_mock, urls};
 use httpclient_batch::{
     BatchExecutor, BatchOptions, CancellationToken, FailFast, Outcome, StopReason,
 };
@@ -267,10 +267,11 @@ async fn deadline_stops_the_batch_exactly_on_time() {
 }
 
 fn fail_at_two() -> MockDriver {
-    MockDriver::new().handler(|req, _| match index_of(req) {
-        2 => Behavior::refused().after(ms(500)),
-        _ => Behavior::ok().after(secs(1)),
-    })
+    input_differs(
+        2,
+        Behavior::refused().after(ms(500)),
+        Behavior::ok().after(secs(1)),
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,10 +336,7 @@ async fn fail_fast_predicates_choose_what_stops() {
     assert_eq!((result.succeeded, result.failed), (5, 1));
 
     // A status can stop the batch: bad credentials stay bad.
-    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
-        1 => Behavior::status(401),
-        _ => Behavior::ok().after(secs(1)),
-    });
+    let mock = input_differs(1, Behavior::status(401), Behavior::ok().after(secs(1)));
     let exec = BatchExecutor::new(mock.clone(), 2).unwrap();
     let options = BatchOptions::builder()
         .fail_fast(FailFast::on_status(|s| s == 401))

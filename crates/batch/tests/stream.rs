@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{index_of, ms, secs, slow_mock, urls};
+use common::{index_of, input_differs, ms, secs, slow_mock, urls};
 use futures::StreamExt;
 use httpclient_batch::{
     BatchExecutor, BatchOptions, CancellationToken, FailFast, Outcome, StopReason,
@@ -29,10 +29,11 @@ async fn unordered_stream_yields_in_completion_order() {
 #[tokio::test(start_paused = true)]
 async fn ordered_stream_keeps_order_and_its_window_bounds_intake() {
     // Input 0 takes 10 s, the rest 1 s: the head-of-line effect.
-    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
-        0 => Behavior::ok().after(secs(10)),
-        _ => Behavior::ok().after(secs(1)),
-    });
+    let mock = input_differs(
+        0,
+        Behavior::ok().after(secs(10)),
+        Behavior::ok().after(secs(1)),
+    );
     let exec = BatchExecutor::new(mock.clone(), 8).unwrap();
     let t0 = Instant::now();
     let stream = exec
@@ -114,10 +115,11 @@ async fn a_cancelled_stream_ends_without_draining_an_endless_source() {
 
 #[tokio::test(start_paused = true)]
 async fn fail_fast_and_shutdown_end_streams_too() {
-    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
-        5 => Behavior::reset().after(ms(150)),
-        _ => Behavior::ok().after(ms(100)),
-    });
+    let mock = input_differs(
+        5,
+        Behavior::reset().after(ms(150)),
+        Behavior::ok().after(ms(100)),
+    );
     let exec = BatchExecutor::new(mock.clone(), 2).unwrap();
     let options = BatchOptions::builder()
         .fail_fast(FailFast::any_error())
@@ -358,10 +360,7 @@ async fn a_grace_period_bounds_shutdown_even_when_the_caller_holds_the_stream() 
     // returns, a bounded time after the grace period (it hung forever
     // before), says two were left unfinished, and the stream reports them
     // cancelled when it is polled again.
-    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
-        0 => Behavior::ok().after(ms(100)),
-        _ => Behavior::hang(),
-    });
+    let mock = input_differs(0, Behavior::ok().after(ms(100)), Behavior::hang());
     let exec = BatchExecutor::new(mock.clone(), 3).unwrap();
     let mut stream = exec.execute_iter(urls(3));
     let first = stream.next().await.unwrap();
@@ -399,10 +398,7 @@ async fn an_ordered_stream_keeps_its_workers_busy_behind_a_slow_head() {
     // for 16 inputs past the head, the workers (4) run them: every slot the
     // quick ones free is refilled while the head is out (the slots sat idle
     // until the head finished before).
-    let mock = MockDriver::new().handler(|req, _| match index_of(req) {
-        0 => Behavior::ok().after(secs(1)),
-        _ => Behavior::ok(),
-    });
+    let mock = input_differs(0, Behavior::ok().after(secs(1)), Behavior::ok());
     let exec = BatchExecutor::new(mock.clone(), 4).unwrap();
     let t0 = Instant::now();
     let items: Vec<_> = exec

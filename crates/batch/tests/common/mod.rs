@@ -20,6 +20,18 @@ pub fn index_of(req: &Request) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// A mock where input `index` behaves as `special` and every other input
+/// as `rest`.
+pub fn input_differs(index: usize, special: Behavior, rest: Behavior) -> MockDriver {
+    MockDriver::new().handler(move |req, _| {
+        if index_of(req) == index {
+            special.clone()
+        } else {
+            rest.clone()
+        }
+    })
+}
+
 /// A mock whose every call answers 200 after `latency`.
 pub fn slow_mock(latency: Duration) -> MockDriver {
     MockDriver::new().default_behavior(Behavior::ok().after(latency))
