@@ -400,14 +400,16 @@ pub(crate) struct Inner<D> {
 /// is next polled, or drops them when it is dropped.
 pub const ABORT_SETTLE: Duration = Duration::from_millis(100);
 
-/// How [`BatchExecutor::shutdown_with`] ended.
+/// How [`BatchExecutor::shutdown_with`] or
+/// [`BatchExecutor::shutdown_timeout`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownOutcome {
     /// Every in-flight request finished on its own.
     Drained,
-    /// The token fired first: this many requests were still in flight and
-    /// were cancelled (each ends with [`Error::Cancelled`] in its batch, or
-    /// as not started if it had never been polled).
+    /// The token fired (or the grace period ended) first: this many
+    /// requests were still in flight and were cancelled (each ends with
+    /// [`Error::Cancelled`] in its batch, or as not started if it had never
+    /// been polled).
     Aborted {
         /// Requests in flight when the shutdown gave up waiting.
         cancelled: usize,
