@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{index_of, input_differs, ms, secs, slow_mock, urls};
 use futures::StreamExt;
 use httpclient_batch::{
-    BatchExecutor, BatchOptions, CancellationToken, FailFast, Outcome, StopReason,
+    BatchExecutor, BatchItem, BatchOptions, CancellationToken, FailFast, Outcome, StopReason,
 };
 use httpclient_core::Error;
 use httpclient_core::testkit::{Behavior, MockDriver};
@@ -279,10 +279,12 @@ async fn shutdown_ends_a_stream_waiting_on_its_source() {
     drop((tx, tx2));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_token_cancelled_between_items_sends_nothing_more() {
-    let mock = slow_mock(secs(1));
-    let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
+/// A stream of ten inputs whose token is cancelled once its first item is
+/// out (a response): the items after it, how many inputs it took, and why
+/// it stopped.
+async fn cancelled_after_the_first_item<D: httpclient_core::Driver>(
+    exec: &BatchExecutor<D>,
+) -> (Vec<BatchItem>, usize, Option<StopReason>) {
     let token = CancellationToken::new();
     let options = BatchOptions::builder()
         .cancel_token(token.clone())
@@ -292,28 +294,28 @@ async fn a_token_cancelled_between_items_sends_nothing_more() {
     assert!(stream.next().await.unwrap().outcome.is_response());
     token.cancel();
     let rest: Vec<_> = stream.by_ref().collect().await;
+    (rest, stream.pulled(), stream.stop_reason())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_cancelled_between_items_sends_nothing_more() {
+    let mock = slow_mock(secs(1));
+    let exec = BatchExecutor::new(mock.clone(), 1).unwrap();
+    let (rest, pulled, reason) = cancelled_after_the_first_item(&exec).await;
     assert_eq!(mock.call_count(), 1, "nothing was sent after the cancel");
     assert!(rest.is_empty());
-    assert_eq!(stream.pulled(), 1, "nothing more was taken from the source");
-    assert_eq!(stream.stop_reason(), Some(StopReason::Cancelled));
+    assert_eq!(pulled, 1, "nothing more was taken from the source");
+    assert_eq!(reason, Some(StopReason::Cancelled));
 
     // Several requests handed over in one poll, one yielded, the rest not
     // yet polled when the consumer cancels: provably not sent.
     let mock = MockDriver::new();
     let exec = BatchExecutor::new(mock.clone(), 4).unwrap();
-    let token = CancellationToken::new();
-    let options = BatchOptions::builder()
-        .cancel_token(token.clone())
-        .build()
-        .unwrap();
-    let mut stream = exec.execute_stream_with(futures::stream::iter(urls(10)), options);
-    assert!(stream.next().await.unwrap().outcome.is_response());
-    token.cancel();
-    let rest: Vec<_> = stream.by_ref().collect().await;
+    let (rest, pulled, _) = cancelled_after_the_first_item(&exec).await;
     let sent = mock.call_count() as usize;
     let not_started = rest.iter().filter(|i| i.outcome.is_not_started()).count();
-    assert_eq!(1 + rest.len(), stream.pulled());
-    assert_eq!(sent + not_started, stream.pulled(), "{rest:?}");
+    assert_eq!(1 + rest.len(), pulled);
+    assert_eq!(sent + not_started, pulled, "{rest:?}");
     assert!(rest.iter().all(|i| matches!(
         i.outcome,
         Outcome::NotStarted(StopReason::Cancelled) | Outcome::Response(_)
