@@ -242,23 +242,14 @@ impl Response {
     /// assert_eq!(Response::new(http::StatusCode::OK).retry_info(), None);
     /// ```
     pub fn retry_info(&self) -> Option<&RetryInfo> {
-        if self.plain & Plain::ONE_ATTEMPT != 0 {
-            return Some(&Plain::RETRY_INFO);
-        }
-        self.records.as_ref()?.retry_info.as_ref()
+        self.record(Plain::ONE_ATTEMPT, &Plain::RETRY_INFO, |r| &r.retry_info)
     }
     /// Replace the retry layer's record. A layer that retries calls this on
     /// the response it returns; an outer retry layer overwrites an inner one.
     pub fn set_retry_info(&mut self, info: RetryInfo) {
-        if info == Plain::RETRY_INFO {
-            if let Some(r) = &mut self.records {
-                r.retry_info = None;
-            }
-            self.plain |= Plain::ONE_ATTEMPT;
-        } else {
-            self.plain &= !Plain::ONE_ATTEMPT;
-            self.records_mut().retry_info = Some(info);
-        }
+        self.set_record(Plain::ONE_ATTEMPT, &Plain::RETRY_INFO, info, |r| {
+            &mut r.retry_info
+        });
     }
     /// How long this request waited for its rate-limit permit. `None` when
     /// no rate limiter handled it. Limiters add to it with
@@ -276,26 +267,49 @@ impl Response {
     /// assert_eq!(pw.total, Duration::from_millis(35));
     /// ```
     pub fn permit_wait(&self) -> Option<&PermitWait> {
-        if self.plain & Plain::NO_WAIT != 0 {
-            return Some(&Plain::PERMIT_WAIT);
-        }
-        self.records.as_ref()?.permit_wait.as_ref()
+        self.record(Plain::NO_WAIT, &Plain::PERMIT_WAIT, |r| &r.permit_wait)
     }
     /// Replace the rate limiter's record as is (no summing; limiters use
     /// [`PermitWait::record`] to add to an inner limiter's record).
     pub fn set_permit_wait(&mut self, wait: PermitWait) {
-        if wait == Plain::PERMIT_WAIT {
-            if let Some(r) = &mut self.records {
-                r.permit_wait = None;
-            }
-            self.plain |= Plain::NO_WAIT;
-        } else {
-            self.plain &= !Plain::NO_WAIT;
-            self.records_mut().permit_wait = Some(wait);
-        }
+        self.set_record(Plain::NO_WAIT, &Plain::PERMIT_WAIT, wait, |r| {
+            &mut r.permit_wait
+        });
     }
-    fn records_mut(&mut self) -> &mut Records {
-        self.records.get_or_insert_default()
+    /// A layer record: `plain` when its `bit` is set, else what the box
+    /// holds in `field`.
+    #[inline]
+    fn record<T>(
+        &self,
+        bit: u8,
+        plain: &'static T,
+        field: fn(&Records) -> &Option<T>,
+    ) -> Option<&T> {
+        if self.plain & bit != 0 {
+            return Some(plain);
+        }
+        field(self.records.as_ref()?).as_ref()
+    }
+    /// Store a layer record: the happy path's value (`plain`) as its `bit`,
+    /// any other in the box's `field` — and clear the other place, so a
+    /// record is in one of them, never both.
+    #[inline]
+    fn set_record<T: PartialEq>(
+        &mut self,
+        bit: u8,
+        plain: &T,
+        value: T,
+        field: fn(&mut Records) -> &mut Option<T>,
+    ) {
+        if value == *plain {
+            if let Some(r) = &mut self.records {
+                *field(r) = None;
+            }
+            self.plain |= bit;
+        } else {
+            self.plain &= !bit;
+            *field(self.records.get_or_insert_default()) = Some(value);
+        }
     }
     /// Callers' own typed data, carried with the response. The layers'
     /// records are not here: read [`Response::retry_info`] and
