@@ -72,7 +72,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{WaitForCancellationFuture, WaitForCancellationFutureOwned};
 use tracing::Span;
 
-use crate::executor::{BatchExecutor, Call, Done, Inner, Ticket, record_done, trace_failure};
+use crate::executor::{
+    BatchExecutor, Call, Done, Inner, SpareTickets, Ticket, record_done, trace_failure,
+};
 use crate::options::{BatchOptions, Deadline};
 use crate::result::{BatchItem, Outcome, StopReason};
 use crate::stats::LocalStats;
@@ -196,6 +198,9 @@ struct Core<'a, D> {
     /// one), only while nobody else waits for a permit and only until this
     /// batch next waits.
     spare: Option<SemaphorePermit<'a>>,
+    /// The finished requests' places in the in-flight gauge, kept with
+    /// their permits (and given back with them).
+    spare_tickets: SpareTickets<'a>,
     acquiring: Option<AcquireFuture<'a>>,
     pulled: usize,
     input_done: bool,
@@ -215,10 +220,11 @@ struct Core<'a, D> {
     ready_streak: u32,
     /// It returned `Pending` last time: signals are checked on re-entry.
     resumed: bool,
-    /// Whether the results go to `execute_batch`'s own loop, which polls
-    /// again at once after an item: a replacement request may be handed
-    /// over before yielding, and the stop signals need no re-check on
-    /// entry unless the last poll returned `Pending`.
+    /// Whether the results go straight into `execute_batch`'s vector
+    /// ([`BatchStream::poll_collect`]), the engine going on at once after
+    /// each: a replacement request may be handed over before the result
+    /// is stored, and the stop signals need no re-check on entry unless
+    /// the last poll returned `Pending`.
     polled_at_once: bool,
     finished: bool,
 }
@@ -304,6 +310,7 @@ where
                 calls: FuturesUnordered::new(),
                 sink: Sink::new(mode),
                 spare: None,
+                spare_tickets: SpareTickets::new(&inner.shared),
                 acquiring: None,
                 pulled: 0,
                 input_done: false,
@@ -389,7 +396,37 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BatchItem>> {
         let this = self.project();
         let _entered = this.span.enter();
-        this.core.poll_next(this.input, cx)
+        this.core.poll_next(this.input, cx, None)
+    }
+}
+
+impl<D, S> BatchStream<'_, D, S>
+where
+    D: Driver,
+    S: Stream,
+    S::Item: IntoRequest,
+{
+    /// `execute_batch`'s loop: append the results to `out` until the batch
+    /// ends (`Ready`) or waits. The engine pushes them itself, so a result
+    /// goes from its call straight into the vector — not returned through
+    /// the stream's `poll_next` and its caller first.
+    pub(crate) fn poll_collect(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut Vec<BatchItem>,
+    ) -> Poll<()> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        loop {
+            match this
+                .core
+                .poll_next(this.input.as_mut(), cx, Some(&mut *out))
+            {
+                Poll::Ready(Some(item)) => out.push(item),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -405,10 +442,14 @@ where
 }
 
 impl<'a, D: Driver> Core<'a, D> {
+    /// The engine. Results are returned one per call — or, when `out` is
+    /// given (`execute_batch`), appended to it as they come, the loop going
+    /// on until the batch ends or waits.
     fn poll_next<S>(
         &mut self,
         mut input: Pin<&mut S>,
         cx: &mut Context<'_>,
+        mut out: Option<&mut Vec<BatchItem>>,
     ) -> Poll<Option<BatchItem>>
     where
         S: Stream,
@@ -423,8 +464,9 @@ impl<'a, D: Driver> Core<'a, D> {
         // Time may have passed since the last poll — a stream's consumer
         // held an item, or the task waited — and the token or the deadline
         // may have fired meanwhile: notice before anything more is sent.
-        // (`execute_batch` polls again at once after an item, so there it
-        // is only needed after a `Pending`; the token's read takes a lock.)
+        // (`execute_batch` stores its results without leaving the loop, so
+        // there it is only needed after a `Pending`; the token's read takes
+        // a lock.)
         if !self.polled_at_once || mem::take(&mut self.resumed) {
             self.check_resume_signals();
         }
@@ -436,7 +478,14 @@ impl<'a, D: Driver> Core<'a, D> {
         let mut filled = false;
         loop {
             if let Some(item) = self.sink.pop() {
-                return self.yield_item(item);
+                match self.emit(item, &mut out, cx) {
+                    Some(poll) => return poll,
+                    // As after a return: the freed slot may be refilled.
+                    None => {
+                        filled = false;
+                        continue;
+                    }
+                }
             }
             self.check_signals();
             if self.sink.has_ready() {
@@ -447,14 +496,20 @@ impl<'a, D: Driver> Core<'a, D> {
                     self.finish(&mut done);
                     // A call answered at its first poll (no I/O, nothing
                     // handed to another thread) gains nothing from a
-                    // burst: `execute_batch`, which polls again at once,
+                    // burst: `execute_batch`, which goes on at once,
                     // refills its slot right away.
                     if done.instant && self.polled_at_once && self.stop.is_none() {
                         self.fill(input.as_mut(), cx);
                     }
                     if self.sink.is_next(done.item.index) {
                         self.sink.skip_next();
-                        return self.yield_item(done.item);
+                        match self.emit(done.item, &mut out, cx) {
+                            Some(poll) => return poll,
+                            None => {
+                                filled = false;
+                                continue;
+                            }
+                        }
                     }
                     self.sink.put(done.item);
                     // Its slot is free and nothing may wake this batch for
@@ -507,7 +562,7 @@ impl<'a, D: Driver> Core<'a, D> {
             }
             // Waiting: give kept permits back so other callers can run, and
             // publish the stats.
-            self.spare = None;
+            self.drop_spares();
             self.local.publish();
             self.ready_streak = 0;
             self.resumed = true;
@@ -524,26 +579,45 @@ impl<'a, D: Driver> Core<'a, D> {
     fn yield_to_runtime(&mut self, cx: &mut Context<'_>) -> Poll<Option<BatchItem>> {
         self.ready_streak = 0;
         self.resumed = true;
-        self.spare = None;
+        self.drop_spares();
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Hand `item` over: appended to `out` when there is one (`None`: go
+    /// on, unless the ready-results budget says to yield to the runtime),
+    /// else returned by [`Core::yield_item`].
+    #[inline]
+    fn emit(
+        &mut self,
+        item: BatchItem,
+        out: &mut Option<&mut Vec<BatchItem>>,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Option<BatchItem>>> {
+        match out {
+            Some(out) => {
+                debug_assert_eq!(item.index, out.len(), "items arrive in input order");
+                out.push(item);
+                self.ready_streak += 1;
+                (self.ready_streak >= YIELD_EVERY).then(|| self.yield_to_runtime(cx))
+            }
+            None => Some(self.yield_item(item)),
+        }
     }
 
     /// Hand `item` to the caller. A stream gives a kept permit back first,
     /// and leaves the semaphore's queue: its consumer may hold the item for
     /// a long time, and nobody should wait for a worker slot the stream is
-    /// not using meanwhile.
-    /// (`execute_batch` polls again at once, so it keeps its permits.)
+    /// not using meanwhile. (`execute_batch` stores its results through
+    /// [`Core::emit`] instead, keeping its permits.)
     #[inline]
     fn yield_item(&mut self, item: BatchItem) -> Poll<Option<BatchItem>> {
-        if !self.polled_at_once {
-            // Leave the queue first (a permit the semaphore hands to a queued
-            // request the stream will not poll until its consumer returns
-            // would sit there unused; dropping it gives such a permit back),
-            // then give the kept permit back to whoever else waits.
-            self.acquiring = None;
-            self.spare = None;
-        }
+        // Leave the queue first (a permit the semaphore hands to a queued
+        // request the stream will not poll until its consumer returns would
+        // sit there unused; dropping it gives such a permit back), then give
+        // the kept permit (and gauge place) back to whoever else waits.
+        self.acquiring = None;
+        self.drop_spares();
         self.ready_streak += 1;
         Poll::Ready(Some(item))
     }
@@ -638,7 +712,7 @@ impl<'a, D: Driver> Core<'a, D> {
                 }
                 Poll::Ready(None) => {
                     self.input_done = true;
-                    self.spare = None;
+                    self.drop_spares();
                     return;
                 }
                 Poll::Pending => {
@@ -658,7 +732,11 @@ impl<'a, D: Driver> Core<'a, D> {
         built: &mut Result<Request, Error>,
         permit: SemaphorePermit<'a>,
     ) -> bool {
-        let Some(ticket) = Ticket::enter(&self.inner.shared) else {
+        let ticket = match self.spare_tickets.take() {
+            Some(kept) => Some(kept),
+            None => Ticket::enter(&self.inner.shared),
+        };
+        let Some(ticket) = ticket else {
             drop(permit);
             self.inner.shared.stats.record_not_started(1);
             self.put(
@@ -691,6 +769,12 @@ impl<'a, D: Driver> Core<'a, D> {
         } else {
             self.spare.take()
         }
+    }
+
+    /// Give the kept permits and gauge places back.
+    fn drop_spares(&mut self) {
+        self.spare = None;
+        self.spare_tickets.release();
     }
 
     fn keep_spare(&mut self, permit: SemaphorePermit<'a>) {
@@ -762,6 +846,7 @@ impl<'a, D: Driver> Core<'a, D> {
     /// keep its permit for the next request when nobody waits.
     #[inline]
     fn finish(&mut self, done: &mut Done<'a>) {
+        let mut kept = false;
         if let Some(permit) = done.permit.take() {
             // Our own queued request does not count: the semaphore would
             // hand it the permit, where a stream's consumer may leave it idle.
@@ -771,10 +856,18 @@ impl<'a, D: Driver> Core<'a, D> {
                 && !self.inner.shared.has_waiters_besides(own)
             {
                 self.keep_spare(permit);
+                kept = true;
             }
         }
         let now = Instant::now();
         record_done(&self.inner.shared, Some(&mut self.local), done, now);
+        // Its place in the gauge goes with its permit: kept for the next
+        // request, or given back now that it is recorded.
+        if let Some(ticket) = done.ticket.take() {
+            if kept {
+                self.spare_tickets.keep(ticket);
+            }
+        }
         let trigger = if self.stop.is_none() {
             self.options
                 .fail_fast
@@ -805,7 +898,7 @@ impl<'a, D: Driver> Core<'a, D> {
         }
         self.stop = Some(reason);
         self.acquiring = None;
-        self.spare = None;
+        self.drop_spares();
     }
 
     /// Drop every request in flight, reporting each with `error()` — or as

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use futures_util::StreamExt;
 use httpclient_core::http::Method;
 use httpclient_core::{
     ConfigError, Driver, Error, IntoRequest, Origin, Request, Response, async_trait,
@@ -129,14 +128,74 @@ impl<'a> Ticket<'a> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        let prev = self
-            .shared
-            .stats
-            .in_flight_gauge()
-            .fetch_sub(1, Ordering::SeqCst);
-        if prev == 1 && self.shared.is_shutting_down() {
-            self.shared.idle.notify_waiters();
+        leave_gauge(self.shared, 1);
+    }
+}
+
+/// Lower the in-flight gauge by `n`, waking a shutdown that waits for it
+/// to reach zero.
+fn leave_gauge(shared: &Shared, n: usize) {
+    let prev = shared
+        .stats
+        .in_flight_gauge()
+        .fetch_sub(n, Ordering::SeqCst);
+    if prev == n && shared.is_shutting_down() {
+        shared.idle.notify_waiters();
+    }
+}
+
+/// The places in the in-flight gauge of a batch's finished requests, kept
+/// (with their worker permits) for its next requests: a batch that hands
+/// its slot straight to the next request then moves no shared counter for
+/// it. A kept place still counts in the gauge, so a shutdown waits for it;
+/// the batch gives them back whenever it gives back its kept permits —
+/// before it waits, yields to a stream's consumer or stops — so they
+/// outlive a request by microseconds.
+pub(crate) struct SpareTickets<'a> {
+    shared: &'a Shared,
+    n: usize,
+}
+
+impl<'a> SpareTickets<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> Self {
+        SpareTickets { shared, n: 0 }
+    }
+
+    /// Keep a finished request's place.
+    pub(crate) fn keep(&mut self, ticket: Ticket<'a>) {
+        // Its place stays in the gauge, now owned by `self.n`.
+        std::mem::forget(ticket);
+        self.n += 1;
+    }
+
+    /// A kept place for a new request, unless the executor is shutting
+    /// down (then every kept place is given back). Like [`Ticket::enter`],
+    /// the flag is read while the place is in the gauge.
+    pub(crate) fn take(&mut self) -> Option<Ticket<'a>> {
+        if self.n == 0 {
+            return None;
         }
+        if self.shared.is_shutting_down() {
+            self.release();
+            return None;
+        }
+        self.n -= 1;
+        Some(Ticket {
+            shared: self.shared,
+        })
+    }
+
+    /// Give every kept place back.
+    pub(crate) fn release(&mut self) {
+        if self.n > 0 {
+            leave_gauge(self.shared, std::mem::take(&mut self.n));
+        }
+    }
+}
+
+impl Drop for SpareTickets<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -146,6 +205,9 @@ type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Sen
 /// permit (the batch may reuse it for its next request).
 pub(crate) struct Done<'a> {
     pub(crate) permit: Option<SemaphorePermit<'a>>,
+    /// Its place in the in-flight gauge: the batch may keep it, with the
+    /// permit, for its next request.
+    pub(crate) ticket: Option<Ticket<'a>>,
     /// The item as it will be yielded (its `elapsed` is filled in by
     /// [`record_done`]); built in place so the response is not copied
     /// again on its way out.
@@ -291,9 +353,9 @@ impl<'a> Future for Call<'a> {
             Ok(true) => {}
             Err(payload) => outcome = Outcome::Error(Error::from_panic(payload)),
         }
-        this.ticket = None;
         Poll::Ready(Done {
             permit: this.permit.take(),
+            ticket: this.ticket.take(),
             item: BatchItem {
                 index: this.index,
                 outcome,
@@ -642,10 +704,7 @@ impl<D: Driver> BatchExecutor<D> {
         // `lower` is only a hint (`usize::MAX` for an endless iterator):
         // reserve up to a bound and let the vector grow past it.
         let mut items: Vec<BatchItem> = Vec::with_capacity(lower.min(PREALLOCATE_AT_MOST));
-        while let Some(item) = stream.next().await {
-            debug_assert_eq!(item.index, items.len(), "items arrive in input order");
-            items.push(item);
-        }
+        std::future::poll_fn(|cx| stream.as_mut().poll_collect(cx, &mut items)).await;
         let parts = stream.as_mut().finish_batch();
         debug_assert_eq!(
             items.len(),

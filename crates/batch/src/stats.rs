@@ -38,11 +38,17 @@
 //! reset: it says how many requests are handed to the driver and not yet
 //! finished, whichever window they started in — including, for an instant,
 //! one handed over in the poll that yielded an earlier result and not yet
-//! polled (so `requests` may trail it by those).
+//! polled (so `requests` may trail it by those), and a batch's finished
+//! request whose worker slot the batch keeps for its next one: it leaves
+//! the gauge when that request takes its place, or when the batch waits,
+//! yields to a stream's consumer or stops — microseconds later.
 //!
 //! # Cost, and when numbers appear
 //!
-//! Starting a request costs two atomic increments. A batch counts its
+//! Starting a request costs one atomic increment (the `requests` count);
+//! a batch that hands a finished request's worker slot to its next request
+//! hands over its place in the in-flight gauge too, touching no shared
+//! counter for it. A batch counts its
 //! responses locally and publishes them to the executor (one mutex, the
 //! counters and the histogram together, so a snapshot never sees a
 //! half-recorded request) when 64 are buffered or a response arrives more
@@ -151,7 +157,8 @@ pub struct BatchStats {
     /// `completed` by status class.
     pub status: StatusClasses,
     /// Requests handed to the driver and not finished now, whichever
-    /// window they started in.
+    /// window they started in (see the [module docs](crate::stats#reset)
+    /// for the microseconds a finished request may still count).
     pub in_flight: usize,
     /// Driver-call latency of requests that ran to an end.
     pub latency: LatencySummary,
