@@ -110,6 +110,7 @@ impl Sink {
     }
 
     /// Whether input number `pulled` may be taken now.
+    #[inline]
     fn can_pull(&self, pulled: usize) -> bool {
         match self {
             Sink::Unordered(_) => true,
@@ -118,6 +119,7 @@ impl Sink {
     }
 
     /// Make room for input `index` (ordered mode keeps a slot per input).
+    #[inline]
     fn reserve(&mut self, index: usize) {
         if let Sink::Ordered { head, buf, .. } = self {
             debug_assert_eq!(index, *head + buf.len());
@@ -155,6 +157,7 @@ impl Sink {
         }
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<BatchItem> {
         match self {
             Sink::Unordered(q) => q.pop_front(),
@@ -169,6 +172,7 @@ impl Sink {
         }
     }
 
+    #[inline]
     fn has_ready(&self) -> bool {
         match self {
             Sink::Unordered(q) => !q.is_empty(),

@@ -63,6 +63,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Whether anyone waits for a permit besides the caller's own queued
     /// request (`own`: the caller has one in the queue).
+    #[inline]
     pub(crate) fn has_waiters_besides(&self, own: bool) -> bool {
         self.waiting.load(Ordering::Relaxed) > usize::from(own)
     }
@@ -80,10 +81,12 @@ impl Shared {
         self.semaphore.acquire().await
     }
 
+    #[inline]
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
@@ -113,6 +116,7 @@ impl<'a> Ticket<'a> {
     /// The gauge is raised *before* the shutdown flag is read, and shutdown
     /// sets the flag before it reads the gauge (both `SeqCst`), so either
     /// this request backs off or shutdown waits for it — never neither.
+    #[inline]
     pub(crate) fn enter(shared: &'a Shared) -> Option<Self> {
         shared
             .stats
@@ -162,6 +166,7 @@ impl<'a> SpareTickets<'a> {
     }
 
     /// Keep a finished request's place.
+    #[inline]
     pub(crate) fn keep(&mut self, ticket: Ticket<'a>) {
         // Its place stays in the gauge, now owned by `self.n`.
         std::mem::forget(ticket);
@@ -171,6 +176,7 @@ impl<'a> SpareTickets<'a> {
     /// A kept place for a new request, unless the executor is shutting
     /// down (then every kept place is given back). Like [`Ticket::enter`],
     /// the flag is read while the place is in the gauge.
+    #[inline]
     pub(crate) fn take(&mut self) -> Option<Ticket<'a>> {
         if self.n == 0 {
             return None;
@@ -318,6 +324,7 @@ impl<'a> Call<'a> {
 impl<'a> Future for Call<'a> {
     type Output = Done<'a>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
         let first_poll = this.begun.is_none();

@@ -94,6 +94,7 @@ pub struct StatusClasses {
 }
 
 impl StatusClasses {
+    #[inline]
     fn add(&mut self, status: StatusCode) {
         let slot = match status.as_u16() / 100 {
             1 => &mut self.informational,
@@ -282,6 +283,7 @@ impl StatsCore {
         (self.started.fetch_add(1, Ordering::Relaxed) >> COUNT_BITS) as u16
     }
 
+    #[inline]
     pub(crate) fn in_flight_gauge(&self) -> &AtomicUsize {
         &self.in_flight
     }
