@@ -751,9 +751,11 @@ impl<'a, D: Driver> Core<'a, D> {
             self.halt(StopReason::Shutdown);
             return false;
         };
-        if let Ok(request) = built {
+        // Only when there is a default to apply: the request was just moved
+        // here, and reading it at once waits for that copy to land.
+        if let (Some(timeout), Ok(request)) = (self.request_timeout, &mut *built) {
             if request.options().timeout.is_none() {
-                request.options_mut().timeout = self.request_timeout;
+                request.options_mut().timeout = Some(timeout);
             }
         }
         self.calls.push(Call::start(
@@ -850,6 +852,9 @@ impl<'a, D: Driver> Core<'a, D> {
     /// keep its permit for the next request when nobody waits.
     #[inline]
     fn finish(&mut self, done: &mut Done<'a>) {
+        // Read first: `done` was just moved here, and the clock read gives
+        // that copy time to land before its fields are read.
+        let now = Instant::now();
         let mut kept = false;
         if let Some(permit) = done.permit.take() {
             // Our own queued request does not count: the semaphore would
@@ -863,7 +868,6 @@ impl<'a, D: Driver> Core<'a, D> {
                 kept = true;
             }
         }
-        let now = Instant::now();
         record_done(&self.inner.shared, Some(&mut self.local), done, now);
         // Its place in the gauge goes with its permit: kept for the next
         // request, or given back now that it is recorded.
