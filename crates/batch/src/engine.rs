@@ -233,11 +233,12 @@ struct Core<'a, D> {
     finished: bool,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Counts {
-    succeeded: usize,
-    failed: usize,
-    not_started: usize,
+/// The items produced so far, by kind.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) succeeded: usize,
+    pub(crate) failed: usize,
+    pub(crate) not_started: usize,
 }
 
 pin_project! {
@@ -282,6 +283,8 @@ pub(crate) struct BatchEnd {
     pub(crate) start: Instant,
     /// Inputs left in the source after a stop (batch mode drains them).
     pub(crate) unstarted: usize,
+    /// The pulled inputs' items by kind (the unstarted are not in it).
+    pub(crate) counts: Counts,
 }
 
 impl<'a, D: Driver, S> BatchStream<'a, D, S>
@@ -385,6 +388,7 @@ where
             pulled: core.pulled,
             start: core.start.unwrap_or_else(Instant::now),
             unstarted,
+            counts: core.yielded,
         }
     }
 }
