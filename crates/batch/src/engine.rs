@@ -233,6 +233,14 @@ struct Core<'a, D> {
     finished: bool,
 }
 
+impl<D> Drop for Core<'_, D> {
+    fn drop(&mut self) {
+        // The batch's counted starts go out before the calls still in
+        // flight are dropped and counted as cancelled (or not started).
+        self.local.publish();
+    }
+}
+
 /// The items produced so far, by kind.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Counts {
@@ -762,11 +770,13 @@ impl<'a, D: Driver> Core<'a, D> {
                 request.options_mut().timeout = Some(timeout);
             }
         }
+        let epoch = self.local.start();
         self.calls.push(Call::start(
             &self.inner.driver,
             ticket,
             permit,
             index,
+            epoch,
             built,
         ));
         true
@@ -921,6 +931,8 @@ impl<'a, D: Driver> Core<'a, D> {
         }
         let kind = error().kind_name();
         let reason = self.stop.unwrap_or(StopReason::Cancelled);
+        // Their starts are counted before their ends (or withdrawals).
+        self.local.publish();
         for mut call in mem::take(&mut self.calls) {
             let index = call.index();
             let trace = call.take_trace();
@@ -930,10 +942,8 @@ impl<'a, D: Driver> Core<'a, D> {
                     trace_failure(index, trace.as_deref(), &e);
                     self.put(index, Outcome::Error(e), elapsed);
                 }
-                None => {
-                    self.inner.shared.stats.record_not_started(1);
-                    self.put(index, Outcome::NotStarted(reason), Duration::ZERO);
-                }
+                // Never polled: `abandon` counted it as not started.
+                None => self.put(index, Outcome::NotStarted(reason), Duration::ZERO),
             }
         }
     }

@@ -229,18 +229,21 @@ pub(crate) struct Done<'a> {
 /// place in the in-flight gauge, and what the stats need. Polling catches panics; dropping it before it finished counts
 /// the request as cancelled.
 ///
-/// A request counts as started in the stats at its first poll: a driver
-/// future does nothing before that, so a call dropped unpolled provably
-/// sent nothing and is reported as not started. Its latency runs from that
-/// first poll too (the clock is read then), so time the call spends handed
-/// over but unpolled — a stream's consumer holding an item, the batch's
-/// task letting others run — is not counted.
+/// A request is counted as started when it is handed over (a batch counts
+/// it locally and publishes it with its responses), but a driver future
+/// does nothing before its first poll, so a call dropped unpolled provably
+/// sent nothing: it is taken back out of `requests` and reported as not
+/// started. Its latency runs from that first poll (the clock is read
+/// then), so time the call spends handed over but unpolled — a stream's
+/// consumer holding an item, the batch's task letting others run — is not
+/// counted.
 pub(crate) struct Call<'a> {
     fut: CallFuture<'a>,
     index: usize,
-    /// Set at the first poll: the stats window it was counted in, and when
-    /// it started.
-    begun: Option<(u16, Instant)>,
+    /// The stats window it was counted in.
+    epoch: u16,
+    /// When it was first polled.
+    begun: Option<Instant>,
     trace: Option<Box<(Method, Origin)>>,
     ticket: Option<Ticket<'a>>,
     permit: Option<SemaphorePermit<'a>>,
@@ -256,6 +259,7 @@ impl<'a> Call<'a> {
         ticket: Ticket<'a>,
         permit: SemaphorePermit<'a>,
         index: usize,
+        epoch: u16,
         slot: &mut Result<Request, Error>,
     ) -> Self {
         let trace = match slot {
@@ -285,6 +289,7 @@ impl<'a> Call<'a> {
         Call {
             fut,
             index,
+            epoch,
             begun: None,
             trace,
             ticket: Some(ticket),
@@ -303,16 +308,23 @@ impl<'a> Call<'a> {
 
     /// Drop the request while it is in flight, counting it as an error of
     /// `kind`. Returns how long it ran, or `None` when it was never polled
-    /// (nothing was sent: the caller reports it as not started).
+    /// (nothing was sent: it is counted as not started, and the caller
+    /// reports it so).
     pub(crate) fn abandon(mut self, kind: &'static str) -> Option<Duration> {
         let now = Instant::now();
         let shared = self.ticket.as_ref()?.shared;
-        let ran = self.begun.map(|(epoch, started)| {
-            shared
-                .stats
-                .record_finish(epoch, started, now, Finish::Cancelled(kind));
-            now.saturating_duration_since(started)
-        });
+        let ran = match self.begun {
+            Some(started) => {
+                shared
+                    .stats
+                    .record_finish(self.epoch, started, now, Finish::Cancelled(kind));
+                Some(now.saturating_duration_since(started))
+            }
+            None => {
+                shared.stats.record_unsent(self.epoch);
+                None
+            }
+        };
         // The request (and its connection) goes before its place in the
         // gauge (see `drop_request`).
         self.drop_request();
@@ -328,17 +340,9 @@ impl<'a> Future for Call<'a> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<'a>> {
         let this = &mut *self;
         let first_poll = this.begun.is_none();
-        let (epoch, started) = match this.begun {
-            Some(b) => b,
-            None => {
-                let e = match &this.ticket {
-                    Some(t) => t.shared.stats.count_start(),
-                    None => 0,
-                };
-                let b = (e, Instant::now());
-                this.begun = Some(b);
-                b
-            }
+        let started = match this.begun {
+            Some(started) => started,
+            None => *this.begun.insert(Instant::now()),
         };
         // The result is written straight into the outcome from inside
         // `catch_unwind` (whose own return value is then just a flag), so
@@ -369,7 +373,7 @@ impl<'a> Future for Call<'a> {
                 elapsed: Duration::ZERO,
             },
             started,
-            epoch,
+            epoch: this.epoch,
             instant: first_poll,
             trace: this.trace.take(),
         })
@@ -398,14 +402,14 @@ impl Drop for Call<'_> {
         // Counted first, so that a driver future whose destructor panics is
         // counted all the same.
         match self.begun {
-            Some((epoch, started)) => shared.stats.record_finish(
-                epoch,
+            Some(started) => shared.stats.record_finish(
+                self.epoch,
                 started,
                 Instant::now(),
                 Finish::Cancelled("cancelled"),
             ),
             // Never polled: the driver did nothing, nothing was sent.
-            None => shared.stats.record_not_started(1),
+            None => shared.stats.record_unsent(self.epoch),
         }
         // Then the request (and its connection), then its place in the
         // gauge (see `drop_request`).
@@ -437,6 +441,10 @@ pub(crate) fn record_done(
             ),
         },
         Outcome::Error(e) => {
+            // Errors are published at once, and after the batch's starts.
+            if let Some(local) = local {
+                local.publish();
+            }
             shared
                 .stats
                 .record_finish(done.epoch, done.started, now, Finish::Error(e));
@@ -982,7 +990,9 @@ impl<D: Driver> Driver for BatchExecutor<D> {
         if request.options().timeout.is_none() {
             request.options_mut().timeout = shared.request_timeout;
         }
-        let mut call = Call::start(&inner.driver, ticket, permit, 0, &mut Ok(request));
+        // Counted at once: the call is polled in this same poll.
+        let epoch = shared.stats.count_start();
+        let mut call = Call::start(&inner.driver, ticket, permit, 0, epoch, &mut Ok(request));
         let mut abort = pin!(shared.abort.cancelled());
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut call).poll(cx) {
@@ -1010,11 +1020,9 @@ impl<D: Driver> Driver for BatchExecutor<D> {
                     trace_failure(0, trace.as_deref(), &e);
                     Err(e)
                 }
-                // Aborted before its first poll: nothing was sent.
-                (_, None) => {
-                    shared.stats.record_not_started(1);
-                    Err(stopped())
-                }
+                // Aborted before its first poll: nothing was sent (and
+                // `abandon` counted it so).
+                (_, None) => Err(stopped()),
             },
         }
     }

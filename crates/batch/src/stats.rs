@@ -3,8 +3,8 @@
 //! # What is counted
 //!
 //! * `requests` — requests handed to the driver (single `execute` calls and
-//!   batch items alike), counted when the driver's future is first polled:
-//!   before that it has done nothing, so a call dropped unpolled is
+//!   batch items alike). A driver future does nothing before its first
+//!   poll, so a call dropped unpolled is taken back out of `requests` and
 //!   reported as not started. Inputs that could not be built or were never
 //!   started are not requests; they have their own counters.
 //! * `completed` — of those, how many came back with a response (**any
@@ -45,11 +45,12 @@
 //!
 //! # Cost, and when numbers appear
 //!
-//! Starting a request costs one atomic increment (the `requests` count);
-//! a batch that hands a finished request's worker slot to its next request
-//! hands over its place in the in-flight gauge too, touching no shared
-//! counter for it. A batch counts its
-//! responses locally and publishes them to the executor (one mutex, the
+//! A single `execute` costs one atomic increment (the `requests` count)
+//! and one place in the in-flight gauge. A batch's request touches no
+//! shared counter on its way in: the batch counts its requests and
+//! responses locally (and hands a finished request's place in the gauge,
+//! with its worker slot, to the next one), and publishes them to the
+//! executor (one mutex, the
 //! counters and the histogram together, so a snapshot never sees a
 //! half-recorded request) when 64 are buffered or a response arrives more
 //! than 1 ms after the oldest unpublished one, whenever the batch waits,
@@ -57,8 +58,9 @@
 //! everything else are published at once. These checks run while the batch
 //! or stream is polled: a stream whose consumer holds an item keeps up to
 //! 63 responses unpublished until it is polled again. So a snapshot taken
-//! while a batch runs may not yet include its last few responses
-//! (`requests >= completed + errors` still holds); one taken after the
+//! while a batch runs may not yet include its last few requests and
+//! responses (a batch publishes its requests first, so `requests >=
+//! completed + errors` still holds); one taken after the
 //! batch returned, or after a stream ended or was dropped, includes
 //! everything.
 
@@ -199,6 +201,9 @@ struct Window {
     errors_by_kind: Vec<(&'static str, u64)>,
     invalid: u64,
     not_started: u64,
+    /// Requests of this window counted as started that were dropped before
+    /// their first poll: taken back out of `requests`.
+    withdrawn: u64,
     status: StatusClasses,
     latency: Histogram<u64>,
     /// Exact, beside the histogram's bucketed values.
@@ -218,6 +223,7 @@ impl Window {
             errors_by_kind: Vec::new(),
             invalid: 0,
             not_started: 0,
+            withdrawn: 0,
             status: StatusClasses::default(),
             // Bounds are constants known to be valid: 1 <= 1 ns, max >= 2,
             // 2 significant digits. `expect` cannot fire.
@@ -283,6 +289,22 @@ impl StatsCore {
         (self.started.fetch_add(1, Ordering::Relaxed) >> COUNT_BITS) as u16
     }
 
+    /// The current window's epoch.
+    #[inline]
+    fn epoch(&self) -> u16 {
+        (self.started.load(Ordering::Relaxed) >> COUNT_BITS) as u16
+    }
+
+    /// A request of window `epoch`, counted as started, was dropped before
+    /// its first poll: it sent nothing, so it is not started after all.
+    pub(crate) fn record_unsent(&self, epoch: u16) {
+        let mut w = self.lock();
+        w.not_started += 1;
+        if w.epoch == epoch {
+            w.withdrawn += 1;
+        }
+    }
+
     #[inline]
     pub(crate) fn in_flight_gauge(&self) -> &AtomicUsize {
         &self.in_flight
@@ -344,7 +366,8 @@ impl StatsCore {
         let w = self.lock();
         // Read under the lock, after the window: every finish counted above
         // had its start counted before, so requests >= completed + errors.
-        let requests = self.started.load(Ordering::Relaxed) & COUNT_MASK;
+        let requests =
+            (self.started.load(Ordering::Relaxed) & COUNT_MASK).saturating_sub(w.withdrawn);
         let finished = w.completed + w.errors;
         let hist = &w.latency;
         let at = |q: f64| Duration::from_nanos(hist.value_at_quantile(q));
@@ -394,6 +417,9 @@ impl StatsCore {
 pub(crate) struct LocalStats<'a> {
     core: &'a StatsCore,
     epoch: u16,
+    /// Requests of window `epoch` handed to the driver, not yet added to
+    /// the shared count.
+    starts: u64,
     status: StatusClasses,
     latencies: Vec<u64>,
     first_start: Option<Instant>,
@@ -409,12 +435,27 @@ impl<'a> LocalStats<'a> {
         LocalStats {
             core,
             epoch: 0,
+            starts: 0,
             status: StatusClasses::default(),
             latencies: Vec::new(),
             first_start: None,
             last_finish: None,
             publish_by: None,
         }
+    }
+
+    /// Count a request handed to the driver; returns its window's epoch.
+    /// Published with the responses: before them, so a snapshot never
+    /// counts a finish whose start it does not count.
+    #[inline]
+    pub(crate) fn start(&mut self) -> u16 {
+        let epoch = self.core.epoch();
+        if epoch != self.epoch {
+            self.publish();
+            self.epoch = epoch;
+        }
+        self.starts += 1;
+        epoch
     }
 
     /// Count a response of window `epoch` that took `latency` (from
@@ -455,12 +496,15 @@ impl<'a> LocalStats<'a> {
 
     /// Publish what is buffered.
     pub(crate) fn publish(&mut self) {
-        if self.latencies.is_empty() {
+        if self.latencies.is_empty() && self.starts == 0 {
             return;
         }
         {
             let mut w = self.core.lock();
             if w.epoch == self.epoch {
+                // Under the lock, which a reset holds while it opens the
+                // next window: these starts cannot land in that one.
+                self.core.started.fetch_add(self.starts, Ordering::Relaxed);
                 w.completed += self.latencies.len() as u64;
                 let s = self.status;
                 w.status.informational += s.informational;
@@ -486,6 +530,7 @@ impl<'a> LocalStats<'a> {
                 }
             }
         }
+        self.starts = 0;
         self.latencies.clear();
         self.status = StatusClasses::default();
         self.first_start = None;
