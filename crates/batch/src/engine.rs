@@ -216,7 +216,8 @@ struct Core<'a, D> {
     closing_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     abort_wait: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
     yielded: Counts,
-    /// This batch's responses not yet published to the executor's stats.
+    /// This batch's requests and responses not yet published to the
+    /// executor's stats.
     local: LocalStats<'a>,
     /// Loop iterations, to space out the token checks.
     ticks: u32,
@@ -576,10 +577,11 @@ impl<'a, D: Driver> Core<'a, D> {
             if self.poll_signals(cx) {
                 continue;
             }
-            // Waiting: give kept permits back so other callers can run, and
-            // publish the stats.
-            self.drop_spares();
+            // Waiting: publish the stats, then give kept permits (and gauge
+            // places) back so other callers can run — in that order, so a
+            // shutdown the last place wakes finds this batch's counts.
             self.local.publish();
+            self.drop_spares();
             self.ready_streak = 0;
             self.resumed = true;
             return Poll::Pending;

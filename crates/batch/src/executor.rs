@@ -153,8 +153,9 @@ fn leave_gauge(shared: &Shared, n: usize) {
 /// its slot straight to the next request then moves no shared counter for
 /// it. A kept place still counts in the gauge, so a shutdown waits for it;
 /// the batch gives them back whenever it gives back its kept permits —
-/// before it waits, yields to a stream's consumer or stops — so they
-/// outlive a request by microseconds.
+/// before it waits, yields to a stream's consumer or stops — or hands one
+/// to its next request once that request's input is taken from the
+/// source: microseconds, unless the source blocks in `next()`.
 pub(crate) struct SpareTickets<'a> {
     shared: &'a Shared,
     n: usize,
@@ -441,13 +442,13 @@ pub(crate) fn record_done(
             ),
         },
         Outcome::Error(e) => {
-            // Errors are published at once, and after the batch's starts.
-            if let Some(local) = local {
-                local.publish();
+            // Errors are published at once (after the batch's starts).
+            match local {
+                Some(local) => local.error(done.epoch, done.started, now, e),
+                None => shared
+                    .stats
+                    .record_finish(done.epoch, done.started, now, Finish::Error(e)),
             }
-            shared
-                .stats
-                .record_finish(done.epoch, done.started, now, Finish::Error(e));
             trace_failure(done.item.index, done.trace.as_deref(), e);
         }
         Outcome::NotStarted(_) => {}
@@ -657,7 +658,9 @@ impl<D: Driver> BatchExecutor<D> {
         &self.inner.driver
     }
 
-    /// Requests in flight now, across every batch and call.
+    /// Requests in flight now, across every batch and call (see
+    /// [`BatchStats::in_flight`] for the instant a finished request may
+    /// still count).
     pub fn in_flight(&self) -> usize {
         self.inner.shared.stats.in_flight()
     }

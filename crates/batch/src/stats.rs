@@ -14,8 +14,10 @@
 //!   deadline or fail-fast, by an aborted shutdown, or because the future
 //!   running it was dropped). [`BatchStats::errors_by_kind`] splits them by
 //!   [`httpclient_core::Error::kind_name`].
-//! * So at any quiet moment `requests == completed + errors`, and while
-//!   requests run, `requests - completed - errors` are in flight.
+//! * So at any quiet moment `requests == completed + errors`. While a
+//!   batch runs, its counts arrive in bursts (see below), so
+//!   `requests - completed - errors` then only approximates what is in
+//!   flight (the `in_flight` gauge says it exactly).
 //! * `latency` — a real histogram (hdrhistogram, 2 significant digits,
 //!   1 ns to 1 hour, so percentiles are within 1 %; max and mean are exact)
 //!   of driver-call times of requests that ran to an end
@@ -38,15 +40,17 @@
 //! reset: it says how many requests are handed to the driver and not yet
 //! finished, whichever window they started in — including, for an instant,
 //! one handed over in the poll that yielded an earlier result and not yet
-//! polled (so `requests` may trail it by those), and a batch's finished
-//! request whose worker slot the batch keeps for its next one: it leaves
-//! the gauge when that request takes its place, or when the batch waits,
-//! yields to a stream's consumer or stops — microseconds later.
+//! polled, and a batch's finished request whose worker slot the batch
+//! keeps for its next one: it leaves the gauge when that request takes its
+//! place — once the batch has taken the next input from its source — or
+//! when the batch waits, yields to a stream's consumer or stops. That is
+//! microseconds, unless the source blocks the thread in `next()` (which
+//! holds the worker slot all the same); a shutdown waits for it.
 //!
 //! # Cost, and when numbers appear
 //!
 //! A single `execute` costs one atomic increment (the `requests` count)
-//! and one place in the in-flight gauge. A batch's request touches no
+//! and one place in the in-flight gauge. A batch's request writes no
 //! shared counter on its way in: the batch counts its requests and
 //! responses locally (and hands a finished request's place in the gauge,
 //! with its worker slot, to the next one), and publishes them to the
@@ -57,7 +61,8 @@
 //! and when it ends or is dropped; errors, single `execute` calls and
 //! everything else are published at once. These checks run while the batch
 //! or stream is polled: a stream whose consumer holds an item keeps up to
-//! 63 responses unpublished until it is polled again. So a snapshot taken
+//! 63 responses, and the requests it started since it last waited,
+//! unpublished until it is polled again. So a snapshot taken
 //! while a batch runs may not yet include its last few requests and
 //! responses (a batch publishes its requests first, so `requests >=
 //! completed + errors` still holds); one taken after the
@@ -323,6 +328,10 @@ impl StatsCore {
         how: Finish<'_>,
     ) {
         let mut w = self.lock();
+        Self::finish_in(&mut w, epoch, started, now, how);
+    }
+
+    fn finish_in(w: &mut Window, epoch: u16, started: Instant, now: Instant, how: Finish<'_>) {
         if w.epoch != epoch {
             return;
         }
@@ -408,8 +417,10 @@ impl StatsCore {
     }
 }
 
-/// Responses a batch has seen finish but not yet published to the
-/// executor's stats: a batch publishes at least every
+/// Requests a batch has handed over and responses it has seen finish but
+/// not yet published to the executor's stats (requests first, so a
+/// snapshot never counts a finish whose start it lacks): a batch publishes
+/// at least every
 /// [`LocalStats::MAX_BUFFERED`] responses or [`LocalStats::MAX_AGE`] of
 /// activity, whenever it waits, and when it ends or is dropped — one lock
 /// per publication instead of one per response. Errors are rare and are
@@ -456,6 +467,26 @@ impl<'a> LocalStats<'a> {
         }
         self.starts += 1;
         epoch
+    }
+
+    /// Record a request of window `epoch` that ended with an error, at
+    /// once, together with the batch's starts not yet published (which
+    /// must go first): one lock for both.
+    pub(crate) fn error(
+        &mut self,
+        epoch: u16,
+        started: Instant,
+        now: Instant,
+        e: &httpclient_core::Error,
+    ) {
+        let mut w = self.core.lock();
+        if self.starts > 0 {
+            if w.epoch == self.epoch {
+                self.core.started.fetch_add(self.starts, Ordering::Relaxed);
+            }
+            self.starts = 0;
+        }
+        StatsCore::finish_in(&mut w, epoch, started, now, Finish::Error(e));
     }
 
     /// Count a response of window `epoch` that took `latency` (from
