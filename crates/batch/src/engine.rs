@@ -27,10 +27,13 @@
 //! instead of multiplying it. A batch takes an input from its source only
 //! with a permit in hand, so nothing is pulled that cannot start at once.
 //! When a request finishes and nobody else is queued for a permit, the
-//! batch keeps that permit for its next request (no trip through the
-//! semaphore); it hands kept permits back as soon as it has to wait or lets
-//! other tasks run, stops, or someone queues — and a stream also whenever
-//! it yields an item. A stream takes the next input (and a
+//! batch keeps that permit — and the request's place in the in-flight
+//! gauge — for its next request (no trip through the semaphore, no shared
+//! counter touched); it hands kept permits back as soon as it has to wait
+//! or lets other tasks run, stops, or someone queues — and a stream also
+//! whenever it yields an item. `execute_batch` has the engine push its
+//! in-order results into the result vector itself
+//! ([`BatchStream::poll_collect`]) rather than return them one by one. A stream takes the next input (and a
 //! permit for it) only when polled again after yielding, so a consumer
 //! holding an item holds no slot beyond the requests already running. An
 //! invalid input never reaches the driver; its permit goes to the next
