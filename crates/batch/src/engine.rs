@@ -33,8 +33,9 @@
 //! or lets other tasks run, stops, or someone queues — and a stream also
 //! whenever it yields an item. `execute_batch` has the engine push its
 //! in-order results into the result vector itself
-//! ([`BatchStream::poll_collect`]) rather than return them one by one. A stream takes the next input (and a
-//! permit for it) only when polled again after yielding, so a consumer
+//! ([`BatchStream::poll_collect`]) rather than return them one by one. A
+//! stream takes the next input (and a permit for it) only when polled
+//! again after yielding, so a consumer
 //! holding an item holds no slot beyond the requests already running. An
 //! invalid input never reaches the driver; its permit goes to the next
 //! input.
@@ -228,12 +229,6 @@ struct Core<'a, D> {
     ready_streak: u32,
     /// It returned `Pending` last time: signals are checked on re-entry.
     resumed: bool,
-    /// Whether the results go straight into `execute_batch`'s vector
-    /// ([`BatchStream::poll_collect`]), the engine going on at once after
-    /// each: a replacement request may be handed over before the result
-    /// is stored, and the stop signals need no re-check on entry unless
-    /// the last poll returned `Pending`.
-    polled_at_once: bool,
     finished: bool,
 }
 
@@ -310,7 +305,6 @@ where
         options: BatchOptions,
         mode: Mode,
         size: Option<usize>,
-        polled_at_once: bool,
     ) -> Self {
         let inner = exec.inner();
         let span = tracing::debug_span!(
@@ -345,7 +339,6 @@ where
                 ticks: 0,
                 ready_streak: 0,
                 resumed: false,
-                polled_at_once,
                 finished: false,
             },
             span,
@@ -464,7 +457,9 @@ where
 impl<'a, D: Driver> Core<'a, D> {
     /// The engine. Results are returned one per call — or, when `out` is
     /// given (`execute_batch`), appended to it as they come, the loop going
-    /// on until the batch ends or waits.
+    /// on until the batch ends or waits: then a replacement request may be
+    /// handed over before a result is stored, and the stop signals need no
+    /// re-check on entry unless the last poll returned `Pending`.
     fn poll_next<S>(
         &mut self,
         mut input: Pin<&mut S>,
@@ -487,7 +482,7 @@ impl<'a, D: Driver> Core<'a, D> {
         // (`execute_batch` stores its results without leaving the loop, so
         // there it is only needed after a `Pending`; the token's read takes
         // a lock.)
-        if !self.polled_at_once || mem::take(&mut self.resumed) {
+        if out.is_none() || mem::take(&mut self.resumed) {
             self.check_resume_signals();
         }
         if self.ready_streak >= YIELD_EVERY {
@@ -498,14 +493,12 @@ impl<'a, D: Driver> Core<'a, D> {
         let mut filled = false;
         loop {
             if let Some(item) = self.sink.pop() {
-                match self.emit(item, &mut out, cx) {
-                    Some(poll) => return poll,
-                    // As after a return: the freed slot may be refilled.
-                    None => {
-                        filled = false;
-                        continue;
-                    }
+                if let Some(poll) = self.emit(item, &mut out, cx) {
+                    return poll;
                 }
+                // As after a return: the freed slot may be refilled.
+                filled = false;
+                continue;
             }
             self.check_signals();
             if self.sink.has_ready() {
@@ -518,18 +511,16 @@ impl<'a, D: Driver> Core<'a, D> {
                     // handed to another thread) gains nothing from a
                     // burst: `execute_batch`, which goes on at once,
                     // refills its slot right away.
-                    if done.instant && self.polled_at_once && self.stop.is_none() {
+                    if done.instant && out.is_some() && self.stop.is_none() {
                         self.fill(input.as_mut(), cx);
                     }
                     if self.sink.is_next(done.item.index) {
                         self.sink.skip_next();
-                        match self.emit(done.item, &mut out, cx) {
-                            Some(poll) => return poll,
-                            None => {
-                                filled = false;
-                                continue;
-                            }
+                        if let Some(poll) = self.emit(done.item, &mut out, cx) {
+                            return poll;
                         }
+                        filled = false;
+                        continue;
                     }
                     self.sink.put(done.item);
                     // Its slot is free and nothing may wake this batch for

@@ -716,7 +716,6 @@ impl<D: Driver> BatchExecutor<D> {
             options,
             Mode::Ordered(usize::MAX),
             upper,
-            true,
         );
         let mut stream = pin!(stream);
         // `lower` is only a hint (`usize::MAX` for an endless iterator):
@@ -784,7 +783,7 @@ impl<D: Driver> BatchExecutor<D> {
         S::Item: IntoRequest,
     {
         let upper = inputs.size_hint().1;
-        BatchStream::new(self, inputs, options, Mode::Unordered, upper, false)
+        BatchStream::new(self, inputs, options, Mode::Unordered, upper)
     }
 
     /// [`BatchExecutor::execute_stream`] over an iterator.
@@ -845,7 +844,6 @@ impl<D: Driver> BatchExecutor<D> {
             options,
             Mode::Ordered(window),
             upper,
-            false,
         ))
     }
 

@@ -480,13 +480,18 @@ impl<'a> LocalStats<'a> {
         e: &httpclient_core::Error,
     ) {
         let mut w = self.core.lock();
-        if self.starts > 0 {
-            if w.epoch == self.epoch {
-                self.core.started.fetch_add(self.starts, Ordering::Relaxed);
-            }
-            self.starts = 0;
-        }
+        self.publish_starts(&w);
         StatsCore::finish_in(&mut w, epoch, started, now, Finish::Error(e));
+    }
+
+    /// Add the pending starts to the shared count (if they are of the open
+    /// window) — under the lock, which a reset holds while it opens the
+    /// next window, so they cannot land in that one.
+    fn publish_starts(&mut self, w: &Window) {
+        if self.starts > 0 && w.epoch == self.epoch {
+            self.core.started.fetch_add(self.starts, Ordering::Relaxed);
+        }
+        self.starts = 0;
     }
 
     /// Count a response of window `epoch` that took `latency` (from
@@ -532,10 +537,8 @@ impl<'a> LocalStats<'a> {
         }
         {
             let mut w = self.core.lock();
+            self.publish_starts(&w);
             if w.epoch == self.epoch {
-                // Under the lock, which a reset holds while it opens the
-                // next window: these starts cannot land in that one.
-                self.core.started.fetch_add(self.starts, Ordering::Relaxed);
                 w.completed += self.latencies.len() as u64;
                 let s = self.status;
                 w.status.informational += s.informational;
@@ -561,7 +564,6 @@ impl<'a> LocalStats<'a> {
                 }
             }
         }
-        self.starts = 0;
         self.latencies.clear();
         self.status = StatusClasses::default();
         self.first_start = None;
